@@ -1,0 +1,169 @@
+// Package config reads the TOKENLYSIS_* environment variables into one
+// validated Config. It is the only place that knows variable names and
+// defaults; README.md documents the same table.
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environments.
+const (
+	EnvLocal      = "local"
+	EnvProduction = "production"
+)
+
+// Authentication modes.
+const (
+	AuthDev  = "dev"
+	AuthOIDC = "oidc"
+)
+
+// Config is the whole configuration of the API, the worker and the tools.
+type Config struct {
+	Env             string        // TOKENLYSIS_ENV: local | production
+	HTTPAddr        string        // TOKENLYSIS_HTTP_ADDR
+	DataDir         string        // TOKENLYSIS_DATA_DIR, absolute
+	DatabaseURL     string        // TOKENLYSIS_DATABASE_URL
+	RedisURL        string        // TOKENLYSIS_REDIS_URL
+	RedisPrefix     string        // TOKENLYSIS_REDIS_PREFIX: prefix of Tokenlysis' own keys and channels
+	AuthMode        string        // TOKENLYSIS_AUTH_MODE: dev | oidc
+	OIDCIssuer      string        // TOKENLYSIS_OIDC_ISSUER
+	OIDCAudience    string        // TOKENLYSIS_OIDC_AUDIENCE
+	OIDCRolesClaim  string        // TOKENLYSIS_OIDC_ROLES_CLAIM
+	AuthzPolicy     string        // TOKENLYSIS_AUTHZ_POLICY: path of a Casbin policy overriding the embedded one
+	Concurrency     int           // TOKENLYSIS_WORKER_CONCURRENCY
+	RetryBaseDelay  time.Duration // TOKENLYSIS_RETRY_BASE_DELAY
+	JobRetention    time.Duration // TOKENLYSIS_JOB_RETENTION
+	ShutdownTimeout time.Duration // TOKENLYSIS_SHUTDOWN_TIMEOUT
+	MaxBodyBytes    int64         // TOKENLYSIS_MAX_BODY_BYTES
+	SentryDSN       string        // TOKENLYSIS_SENTRY_DSN
+	LogLevel        string        // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
+	LogFormat       string        // TOKENLYSIS_LOG_FORMAT: text | json
+	WorkerMetrics   string        // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
+}
+
+// Load reads the configuration through getenv (os.Getenv in production, a
+// map in tests). It returns an error naming the variable and the problem
+// for the first invalid value.
+func Load(getenv func(string) string) (Config, error) {
+	get := func(name, def string) string { return cmp.Or(strings.TrimSpace(getenv(name)), def) }
+	var c Config
+	var err error
+
+	c.Env = get("TOKENLYSIS_ENV", EnvLocal)
+	if c.Env != EnvLocal && c.Env != EnvProduction {
+		return c, fmt.Errorf("TOKENLYSIS_ENV: must be %q or %q, got %q", EnvLocal, EnvProduction, c.Env)
+	}
+
+	c.HTTPAddr = get("TOKENLYSIS_HTTP_ADDR", "127.0.0.1:8000")
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return c, fmt.Errorf("TOKENLYSIS_HTTP_ADDR: must be host:port, got %q", c.HTTPAddr)
+	}
+
+	if c.DataDir, err = filepath.Abs(get("TOKENLYSIS_DATA_DIR", "./var")); err != nil {
+		return c, fmt.Errorf("TOKENLYSIS_DATA_DIR: %w", err)
+	}
+	c.DatabaseURL = get("TOKENLYSIS_DATABASE_URL", "sqlite:///"+filepath.Join(c.DataDir, "tokenlysis.db"))
+	if !strings.HasPrefix(c.DatabaseURL, "sqlite://") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return c, fmt.Errorf("TOKENLYSIS_DATABASE_URL: must start with sqlite://, postgres:// or postgresql://")
+	}
+
+	c.RedisURL = get("TOKENLYSIS_REDIS_URL", "redis://127.0.0.1:6379/0")
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return c, fmt.Errorf("TOKENLYSIS_REDIS_URL: must be a redis:// or rediss:// URL")
+	}
+	c.RedisPrefix = get("TOKENLYSIS_REDIS_PREFIX", "tokenlysis:")
+
+	defAuth := AuthDev
+	if c.Env == EnvProduction {
+		defAuth = AuthOIDC
+	}
+	c.AuthMode = get("TOKENLYSIS_AUTH_MODE", defAuth)
+	switch c.AuthMode {
+	case AuthDev:
+		if c.Env == EnvProduction {
+			return c, fmt.Errorf("TOKENLYSIS_AUTH_MODE: dev mode is refused when TOKENLYSIS_ENV=production")
+		}
+	case AuthOIDC:
+	default:
+		return c, fmt.Errorf("TOKENLYSIS_AUTH_MODE: must be %q or %q, got %q", AuthDev, AuthOIDC, c.AuthMode)
+	}
+	c.OIDCIssuer = strings.TrimRight(get("TOKENLYSIS_OIDC_ISSUER", ""), "/")
+	if c.AuthMode == AuthOIDC {
+		if c.OIDCIssuer == "" {
+			return c, fmt.Errorf("TOKENLYSIS_OIDC_ISSUER: required when TOKENLYSIS_AUTH_MODE=oidc")
+		}
+		if u, err := url.Parse(c.OIDCIssuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return c, fmt.Errorf("TOKENLYSIS_OIDC_ISSUER: must be an http(s) URL, got %q", c.OIDCIssuer)
+		}
+	}
+	c.OIDCAudience = get("TOKENLYSIS_OIDC_AUDIENCE", "tokenlysis")
+	c.OIDCRolesClaim = get("TOKENLYSIS_OIDC_ROLES_CLAIM", "roles")
+	c.AuthzPolicy = get("TOKENLYSIS_AUTHZ_POLICY", "")
+
+	if c.Concurrency, err = intVar(get, "TOKENLYSIS_WORKER_CONCURRENCY", 20, 1, 1000); err != nil {
+		return c, err
+	}
+	if c.RetryBaseDelay, err = durationVar(get, "TOKENLYSIS_RETRY_BASE_DELAY", 5*time.Second); err != nil {
+		return c, err
+	}
+	if c.JobRetention, err = durationVar(get, "TOKENLYSIS_JOB_RETENTION", 7*24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.ShutdownTimeout, err = durationVar(get, "TOKENLYSIS_SHUTDOWN_TIMEOUT", 30*time.Second); err != nil {
+		return c, err
+	}
+	maxBody, err := intVar(get, "TOKENLYSIS_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)
+	if err != nil {
+		return c, err
+	}
+	c.MaxBodyBytes = int64(maxBody)
+	c.SentryDSN = get("TOKENLYSIS_SENTRY_DSN", "")
+	c.LogLevel = get("TOKENLYSIS_LOG_LEVEL", "info")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return c, fmt.Errorf("TOKENLYSIS_LOG_LEVEL: must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	c.LogFormat = get("TOKENLYSIS_LOG_FORMAT", "text")
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return c, fmt.Errorf("TOKENLYSIS_LOG_FORMAT: must be text or json, got %q", c.LogFormat)
+	}
+	c.WorkerMetrics = get("TOKENLYSIS_WORKER_METRICS_ADDR", "127.0.0.1:9101")
+	if c.WorkerMetrics == "off" {
+		c.WorkerMetrics = ""
+	}
+	return c, nil
+}
+
+func intVar(get func(string, string) string, name string, def, lo, hi int) (int, error) {
+	s := get(name, "")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s: must be a whole number from %d to %d, got %q", name, lo, hi, s)
+	}
+	return n, nil
+}
+
+func durationVar(get func(string, string) string, name string, def time.Duration) (time.Duration, error) {
+	s := get(name, "")
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: must be a positive Go duration such as 500ms, 30s or 168h, got %q", name, s)
+	}
+	return d, nil
+}

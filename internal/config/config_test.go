@@ -1,0 +1,69 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("./var")
+	if c.HTTPAddr != "127.0.0.1:8000" || c.DataDir != abs || c.Env != EnvLocal || c.AuthMode != AuthDev {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if want := "sqlite:///" + filepath.Join(abs, "tokenlysis.db"); c.DatabaseURL != want {
+		t.Fatalf("DatabaseURL = %q, want %q", c.DatabaseURL, want)
+	}
+	if c.RedisURL != "redis://127.0.0.1:6379/0" || c.OIDCAudience != "tokenlysis" || c.OIDCRolesClaim != "roles" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.RetryBaseDelay != 5*time.Second || c.Concurrency != 20 || c.JobRetention != 7*24*time.Hour {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+}
+
+func TestLoadOverrides(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		"TOKENLYSIS_ENV":                "production",
+		"TOKENLYSIS_OIDC_ISSUER":        "https://id.example.com/realms/x/",
+		"TOKENLYSIS_DATABASE_URL":       "postgres://u:p@db/x",
+		"TOKENLYSIS_WORKER_CONCURRENCY": "7",
+		"TOKENLYSIS_RETRY_BASE_DELAY":   "150ms",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AuthMode != AuthOIDC || c.OIDCIssuer != "https://id.example.com/realms/x" || c.Concurrency != 7 || c.RetryBaseDelay != 150*time.Millisecond {
+		t.Fatalf("unexpected: %+v", c)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"TOKENLYSIS_ENV": "staging"}, "TOKENLYSIS_ENV"},
+		{map[string]string{"TOKENLYSIS_HTTP_ADDR": "8000"}, "TOKENLYSIS_HTTP_ADDR"},
+		{map[string]string{"TOKENLYSIS_DATABASE_URL": "mysql://x"}, "TOKENLYSIS_DATABASE_URL"},
+		{map[string]string{"TOKENLYSIS_REDIS_URL": "http://x"}, "TOKENLYSIS_REDIS_URL"},
+		{map[string]string{"TOKENLYSIS_ENV": "production", "TOKENLYSIS_AUTH_MODE": "dev"}, "dev mode is refused"},
+		{map[string]string{"TOKENLYSIS_ENV": "production"}, "TOKENLYSIS_OIDC_ISSUER: required"},
+		{map[string]string{"TOKENLYSIS_AUTH_MODE": "oidc", "TOKENLYSIS_OIDC_ISSUER": "ftp://x"}, "TOKENLYSIS_OIDC_ISSUER"},
+		{map[string]string{"TOKENLYSIS_WORKER_CONCURRENCY": "0"}, "TOKENLYSIS_WORKER_CONCURRENCY"},
+		{map[string]string{"TOKENLYSIS_RETRY_BASE_DELAY": "soon"}, "TOKENLYSIS_RETRY_BASE_DELAY"},
+		{map[string]string{"TOKENLYSIS_LOG_LEVEL": "loud"}, "TOKENLYSIS_LOG_LEVEL"},
+	} {
+		_, err := Load(env(tc.env))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v) error = %v, want mention of %q", tc.env, err, tc.want)
+		}
+	}
+}
