@@ -159,9 +159,12 @@ type TokenRequest struct {
 // NewDevIssuer returns an issuer whose tokens carry iss issuerURL and aud
 // audience and are signed (RS256) with key. Its discovery document and key
 // set live at {issuerURL}/.well-known/openid-configuration and
-// {issuerURL}/oauth/jwks; the caller mounts the handlers there.
+// {issuerURL}/oauth/jwks (without a doubled slash when issuerURL ends with
+// one); the caller mounts the handlers there.
 func NewDevIssuer(key *DevKey, issuerURL, audience string) *DevIssuer {
-	issuerURL = strings.TrimSuffix(issuerURL, "/")
+	// iss stays exactly as given (a relying party compares it byte for
+	// byte); paths below it are joined without doubling the slash.
+	base := strings.TrimSuffix(issuerURL, "/")
 	d := &DevIssuer{key: key, issuerURL: issuerURL, audience: audience}
 	d.signer, d.signerErr = jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key.private, KeyID: key.kid}},
@@ -171,7 +174,7 @@ func NewDevIssuer(key *DevKey, issuerURL, audience string) *DevIssuer {
 	// public RSA key cannot fail.
 	d.discovery, _ = json.Marshal(map[string]any{
 		"issuer":                                issuerURL,
-		"jwks_uri":                              issuerURL + "/oauth/jwks",
+		"jwks_uri":                              base + "/oauth/jwks",
 		"id_token_signing_alg_values_supported": []string{string(jose.RS256)},
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},

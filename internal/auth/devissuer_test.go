@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,5 +169,29 @@ func TestDevIssuerMintClaims(t *testing.T) {
 	p, err := b.verifier.Verify(t.Context(), b.mint(t, TokenRequest{Subject: "s-2"}))
 	if err != nil || p.Subject != "s-2" || len(p.Roles) != 0 {
 		t.Fatalf("default TTL token: %+v, %v", p, err)
+	}
+}
+
+func TestDevIssuerTrailingSlash(t *testing.T) {
+	t.Parallel()
+	b := setup(t) // for its key only
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	issuerURL := srv.URL + "/"
+	di := NewDevIssuer(b.key, issuerURL, testAudience)
+	mux.Handle("/.well-known/openid-configuration", di.DiscoveryHandler())
+	mux.Handle("/oauth/jwks", di.JWKSHandler())
+
+	v, err := NewVerifier(VerifierConfig{Issuer: issuerURL, Audience: testAudience, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := di.Mint(TokenRequest{Subject: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(t.Context(), raw); err != nil {
+		t.Fatalf("issuer with a trailing slash: %v", err)
 	}
 }
