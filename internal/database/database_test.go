@@ -1,0 +1,196 @@
+package database_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_txlock=immediate"
+
+func TestParseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		raw  string
+		want database.Config
+	}{
+		{"postgres://app:pw@db.example:5432/tokenlysis?sslmode=disable", database.Config{
+			Dialect: database.Postgres, DriverName: "pgx", DSN: "postgres://app:pw@db.example:5432/tokenlysis?sslmode=disable"}},
+		{"postgresql://app@db/tokenlysis", database.Config{
+			Dialect: database.Postgres, DriverName: "pgx", DSN: "postgresql://app@db/tokenlysis"}},
+		{"sqlite:///var/tokenlysis.db", database.Config{
+			Dialect: database.SQLite, DriverName: "sqlite", Path: "var/tokenlysis.db", DSN: "file:var/tokenlysis.db" + sqlitePragmas}},
+		{"sqlite:////srv/data/tokenlysis.db", database.Config{
+			Dialect: database.SQLite, DriverName: "sqlite", Path: "/srv/data/tokenlysis.db", DSN: "file:/srv/data/tokenlysis.db" + sqlitePragmas}},
+		{"sqlite://:memory:", database.Config{
+			Dialect: database.SQLite, DriverName: "sqlite", DSN: "file::memory:" + sqlitePragmas}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			got, err := database.ParseURL(tt.raw)
+			if err != nil {
+				t.Fatalf("ParseURL(%q): %v", tt.raw, err)
+			}
+			if got != tt.want {
+				t.Errorf("ParseURL(%q)\n got %+v\nwant %+v", tt.raw, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseURL_Invalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		raw       string
+		wantInMsg string
+		notInMsg  string
+	}{
+		{"", "empty", ""},
+		{"mysql://root:secret@db/x", "unsupported", "secret"},
+		{"/var/tokenlysis.db", "unsupported", ""},
+		{"sqlite:///", "no file path", ""},
+		{"sqlite://", "no file path", ""},
+		{"sqlite://host/x.db", "host", ""},
+		{"sqlite:///x.db?mode=ro", "query", ""},
+		{"postgres://app:secret@db:notaport/x", "postgres", "secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			_, err := database.ParseURL(tt.raw)
+			if err == nil {
+				t.Fatalf("ParseURL(%q): no error", tt.raw)
+			}
+			if code := tokenlysis.ErrorCode(err); code != tokenlysis.EINVALID {
+				t.Errorf("ParseURL(%q): code %q, want %q (%v)", tt.raw, code, tokenlysis.EINVALID, err)
+			}
+			msg := tokenlysis.ErrorMessage(err)
+			if !containsFold(msg, tt.wantInMsg) {
+				t.Errorf("ParseURL(%q): message %q does not mention %q", tt.raw, msg, tt.wantInMsg)
+			}
+			if tt.notInMsg != "" && containsFold(err.Error(), tt.notInMsg) {
+				t.Errorf("ParseURL(%q): error %q leaks %q", tt.raw, err, tt.notInMsg)
+			}
+		})
+	}
+}
+
+func TestMaskURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ raw, want string }{
+		{"postgres://app:s3cret@db.example:5432/tokenlysis?sslmode=disable", "postgres://app:***@db.example:5432/tokenlysis?sslmode=disable"},
+		{"postgresql://app@db/tokenlysis", "postgresql://app@db/tokenlysis"},
+		{"postgres://db/tokenlysis?user=app&password=s3cret", "postgres://db/tokenlysis?user=app&password=***"},
+		{"postgres://app:p@ss/w0rd@db/x", "postgres://app:***@db/x"},
+		{"sqlite:////srv/data/tokenlysis.db", "sqlite:////srv/data/tokenlysis.db"},
+		{"sqlite://:memory:", "sqlite://:memory:"},
+		{"host=db user=app password=s3cret dbname=x", "host=db user=app password=*** dbname=x"},
+		{"not a url", "not a url"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := database.MaskURL(tt.raw); got != tt.want {
+			t.Errorf("MaskURL(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
+func TestOpen_SQLiteCreatesParentDirectory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "nested", "dir", "tokenlysis.db")
+	db, err := database.Open(ctx, "sqlite:///"+path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	if db.Dialect != database.SQLite {
+		t.Errorf("Dialect = %q, want %q", db.Dialect, database.SQLite)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database file not created: %v", err)
+	}
+
+	// The DSN pragmas apply to every connection of the pool.
+	var fk, timeout int
+	var mode string
+	if err := db.GetContext(ctx, &fk, "PRAGMA foreign_keys"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.GetContext(ctx, &timeout, "PRAGMA busy_timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.GetContext(ctx, &mode, "PRAGMA journal_mode"); err != nil {
+		t.Fatal(err)
+	}
+	if fk != 1 || timeout != 5000 || mode != "wal" {
+		t.Errorf("pragmas: foreign_keys=%d busy_timeout=%d journal_mode=%q, want 1, 5000, wal", fk, timeout, mode)
+	}
+	if got := db.Stats().MaxOpenConnections; got < 2 {
+		t.Errorf("MaxOpenConnections = %d, want a pool of several connections for a file database", got)
+	}
+}
+
+func TestOpen_SQLiteMemoryIsOneConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, "sqlite://:memory:", database.Options{MaxOpenConns: 10})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	if got := db.Stats().MaxOpenConnections; got != 1 {
+		t.Errorf("MaxOpenConnections = %d, want 1 (every connection to :memory: is a different database)", got)
+	}
+	// sqlx knows the "sqlite" driver's bind style.
+	if got := db.Rebind("SELECT ?"); got != "SELECT ?" {
+		t.Errorf("Rebind = %q", got)
+	}
+	var n int
+	if err := db.GetContext(ctx, &n, "SELECT ? + 1", 41); err != nil || n != 42 {
+		t.Errorf("SELECT ? + 1 = %d, %v", n, err)
+	}
+}
+
+func TestOpen_Postgres(t *testing.T) {
+	t.Parallel()
+	db := databasetest.New(t, database.Postgres)
+	if db.Dialect != database.Postgres {
+		t.Errorf("Dialect = %q", db.Dialect)
+	}
+	if got := db.Rebind("SELECT ?, ?"); got != "SELECT $1, $2" {
+		t.Errorf("Rebind = %q", got)
+	}
+	if got := db.Stats().MaxOpenConnections; got != 20 {
+		t.Errorf("MaxOpenConnections = %d, want 20", got)
+	}
+}
+
+func TestOpen_Options(t *testing.T) {
+	t.Parallel()
+	db, err := database.Open(context.Background(), "sqlite:///"+filepath.Join(t.TempDir(), "x.db"), database.Options{MaxOpenConns: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := db.Stats().MaxOpenConnections; got != 3 {
+		t.Errorf("MaxOpenConnections = %d, want 3", got)
+	}
+}
+
+func TestOpen_InvalidURL(t *testing.T) {
+	t.Parallel()
+	_, err := database.Open(context.Background(), "mysql://x")
+	if code := tokenlysis.ErrorCode(err); code != tokenlysis.EINVALID {
+		t.Errorf("Open(mysql://x): code %q, want invalid (%v)", code, err)
+	}
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
