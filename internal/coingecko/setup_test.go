@@ -226,7 +226,7 @@ func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 // setup starts a fake CoinGecko holding nMarkets markets and a client on it.
 // cfg fields left zero get test values: demo plan, a key, a fast rate and
 // millisecond backoff.
-func setup(t *testing.T, cfg Config, nMarkets int) *testBundle {
+func setup(t testing.TB, cfg Config, nMarkets int) *testBundle {
 	t.Helper()
 	gecko := newFakeGecko(t, nMarkets)
 	srv := httptest.NewServer(gecko)
@@ -255,7 +255,7 @@ func setup(t *testing.T, cfg Config, nMarkets int) *testBundle {
 
 // newClient builds another Client on the same server and budget keys, with
 // its own Redis connection: a second process, or the same one restarted.
-func (b *testBundle) newClient(t *testing.T) *Client {
+func (b *testBundle) newClient(t testing.TB) *Client {
 	t.Helper()
 	rdb := redis.NewClient(b.rdb.Options())
 	t.Cleanup(func() { rdb.Close() })
