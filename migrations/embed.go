@@ -102,7 +102,7 @@ func Up(ctx context.Context, db *database.DB) (int, error) {
 // Errors: EINVALID when max < 1.
 func Down(ctx context.Context, db *database.DB, max int) (int, error) {
 	if max < 1 {
-		return 0, tokenlysis.Errorf(tokenlysis.EINVALID, "migrations: down: the number of migrations to roll back must be at least 1, got %d (use DownAll to roll back everything)", max)
+		return 0, tokenlysis.Errorf(tokenlysis.EINVALID, "migrations: down: the number of migrations to roll back must be at least 1, got %d (DownAll, or `migrate down -all`, rolls back everything)", max)
 	}
 	return exec(ctx, db, migrate.Down, max, "down")
 }
