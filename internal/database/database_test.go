@@ -2,10 +2,12 @@ package database_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
@@ -193,4 +195,46 @@ func TestOpen_InvalidURL(t *testing.T) {
 
 func containsFold(s, sub string) bool {
 	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+// TestRoundTrip checks that the driver settings keep times and JSON intact
+// on both engines, as the stores need them.
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		paris := time.FixedZone("CET", 3600)
+		// PostgreSQL keeps microseconds.
+		created := time.Date(2026, 3, 1, 12, 30, 45, 123456000, paris)
+		params := json.RawMessage(`{"coin": "btc", "days": 30}`)
+		_, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO jobs (id, type, queue, params, status, submitted_by, created_at, updated_at)
+			VALUES (?, 'score:compute', 'default', ?, 'queued', 'u1', ?, ?)`), "j1", params, created, created.UTC())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Params    json.RawMessage `db:"params"`
+			CreatedAt time.Time       `db:"created_at"`
+			UpdatedAt time.Time       `db:"updated_at"`
+			StartedAt *time.Time      `db:"started_at"`
+		}
+		if err := db.GetContext(ctx, &got, db.Rebind(`SELECT params, created_at, updated_at, started_at FROM jobs WHERE id = ?`), "j1"); err != nil {
+			t.Fatal(err)
+		}
+		if !got.CreatedAt.Equal(created) || !got.UpdatedAt.Equal(created) || got.StartedAt != nil {
+			t.Errorf("times: created %v, updated %v, started %v; want %v, %v, nil", got.CreatedAt, got.UpdatedAt, got.StartedAt, created, created)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(got.Params, &m); err != nil || m["coin"] != "btc" || m["days"] != float64(30) {
+			t.Errorf("params = %s (%v)", got.Params, err)
+		}
+
+		// Times written in UTC compare correctly in SQL on both engines.
+		var n int
+		if err := db.GetContext(ctx, &n, db.Rebind(`SELECT COUNT(*) FROM jobs WHERE updated_at > ? AND updated_at < ?`),
+			created.Add(-time.Second).UTC(), created.Add(time.Second).UTC()); err != nil || n != 1 {
+			t.Errorf("range on updated_at: %d, %v; want 1", n, err)
+		}
+	})
 }
