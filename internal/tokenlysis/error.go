@@ -15,6 +15,7 @@ const (
 	EFORBIDDEN    = "forbidden"
 	EUNAVAILABLE  = "unavailable"
 	ETOOLARGE     = "too_large"
+	EMALFORMED    = "malformed"
 )
 
 // Error is the application error. Field names the offending input field,

@@ -48,6 +48,7 @@ type Job struct {
 	Error          string          `json:"error"`
 	SubmittedBy    string          `json:"submitted_by"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	DedupeKey      string          `json:"-"`
 	LastSeq        int64           `json:"last_event_id"`
 	CreatedAt      time.Time       `json:"created_at"`
 	UpdatedAt      time.Time       `json:"updated_at"`
