@@ -1,0 +1,336 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+const jobColumns = `id, type, queue, params, status, percent, message, attempts, max_retry,
+	result, error, submitted_by, idempotency_key, dedupe_key, last_seq,
+	created_at, updated_at, started_at, finished_at`
+
+// jobRow is a jobs row as the drivers return it.
+type jobRow struct {
+	ID             string         `db:"id"`
+	Type           string         `db:"type"`
+	Queue          string         `db:"queue"`
+	Params         string         `db:"params"`
+	Status         string         `db:"status"`
+	Percent        int            `db:"percent"`
+	Message        string         `db:"message"`
+	Attempts       int            `db:"attempts"`
+	MaxRetry       int            `db:"max_retry"`
+	Result         sql.NullString `db:"result"`
+	Error          string         `db:"error"`
+	SubmittedBy    string         `db:"submitted_by"`
+	IdempotencyKey sql.NullString `db:"idempotency_key"`
+	DedupeKey      sql.NullString `db:"dedupe_key"`
+	LastSeq        int64          `db:"last_seq"`
+	CreatedAt      time.Time      `db:"created_at"`
+	UpdatedAt      time.Time      `db:"updated_at"`
+	StartedAt      sql.NullTime   `db:"started_at"`
+	FinishedAt     sql.NullTime   `db:"finished_at"`
+}
+
+func (r jobRow) job() tokenlysis.Job {
+	j := tokenlysis.Job{
+		ID: r.ID, Type: r.Type, Queue: r.Queue, Params: json.RawMessage(r.Params),
+		Status: tokenlysis.JobStatus(r.Status), Percent: r.Percent, Message: r.Message,
+		Attempts: r.Attempts, MaxRetry: r.MaxRetry, Error: r.Error, SubmittedBy: r.SubmittedBy,
+		IdempotencyKey: r.IdempotencyKey.String, DedupeKey: r.DedupeKey.String, LastSeq: r.LastSeq,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if r.Result.Valid {
+		j.Result = json.RawMessage(r.Result.String)
+	}
+	if r.StartedAt.Valid {
+		t := r.StartedAt.Time.UTC()
+		j.StartedAt = &t
+	}
+	if r.FinishedAt.Valid {
+		t := r.FinishedAt.Time.UTC()
+		j.FinishedAt = &t
+	}
+	return j
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func nullJSON(b json.RawMessage) sql.NullString {
+	return sql.NullString{String: string(b), Valid: len(b) > 0 && string(b) != "null"}
+}
+
+// CreateJob records a new queued job with its first event ("queued").
+// j.ID, Type, Queue, Params, MaxRetry and SubmittedBy must be set.
+//
+// With an IdempotencyKey already used by the same submitter, nothing is
+// written and the earlier job is returned with created == false. With a
+// DedupeKey held by an unfinished job, nothing is written and that job is
+// returned with an ECONFLICT error.
+func (s *Store) CreateJob(ctx context.Context, j tokenlysis.Job) (_ tokenlysis.Job, created bool, err error) {
+	now := s.now()
+	j.Status, j.Percent, j.Message, j.Attempts, j.LastSeq = tokenlysis.JobQueued, 0, "", 0, 1
+	j.CreatedAt, j.UpdatedAt, j.StartedAt, j.FinishedAt, j.Result, j.Error = now, now, nil, nil, nil, ""
+	if len(j.Params) == 0 {
+		j.Params = json.RawMessage("{}")
+	}
+
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return j, false, wrap("create job", err)
+	}
+	defer tx.Rollback()
+
+	const q = `INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
+		result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, '', 0, ?, NULL, '', ?, ?, ?, 1, ?, ?)`
+	_, err = tx.ExecContext(ctx, s.rebind(q), j.ID, j.Type, j.Queue, string(j.Params), j.Status, j.MaxRetry,
+		j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), now, now)
+	if database.IsUniqueViolation(err) {
+		tx.Rollback()
+		return s.existingFor(ctx, j)
+	} else if err != nil {
+		return j, false, wrap("create job", err)
+	}
+	ev := tokenlysis.JobEvent{JobID: j.ID, Seq: 1, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: now}
+	if err := s.insertEvent(ctx, tx, ev); err != nil {
+		return j, false, wrap("create job", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return j, false, wrap("create job", err)
+	}
+	return j, true, nil
+}
+
+// existingFor finds the job that made the insert of j violate a uniqueness
+// rule: the submitter's earlier job with the same idempotency key, or the
+// unfinished job holding the same dedupe key.
+func (s *Store) existingFor(ctx context.Context, j tokenlysis.Job) (tokenlysis.Job, bool, error) {
+	if j.IdempotencyKey != "" {
+		var r jobRow
+		err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+jobColumns+` FROM jobs WHERE submitted_by = ? AND idempotency_key = ?`), j.SubmittedBy, j.IdempotencyKey)
+		if err == nil {
+			return r.job(), false, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return j, false, wrap("create job", err)
+		}
+	}
+	if j.DedupeKey != "" {
+		var r jobRow
+		err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+jobColumns+` FROM jobs WHERE dedupe_key = ? AND status IN ('queued', 'running', 'retrying')`), j.DedupeKey)
+		if err == nil {
+			return r.job(), false, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "An identical job is already queued or running: " + r.ID + "."}
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return j, false, wrap("create job", err)
+		}
+	}
+	return j, false, tokenlysis.Errorf(tokenlysis.ECONFLICT, "A job with this ID already exists.")
+}
+
+// DeleteJob removes a job and its events. The API uses it to undo a job
+// whose task could not be enqueued, so that nothing is left half-written.
+func (s *Store) DeleteJob(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM jobs WHERE id = ?`), id)
+	return wrap("delete job", err)
+}
+
+// FindJob returns the job with the given ID.
+// Errors: ENOTFOUND.
+func (s *Store) FindJob(ctx context.Context, id string) (tokenlysis.Job, error) {
+	var r jobRow
+	err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+jobColumns+` FROM jobs WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tokenlysis.Job{}, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
+	} else if err != nil {
+		return tokenlysis.Job{}, wrap("find job", err)
+	}
+	return r.job(), nil
+}
+
+// ListJobs returns jobs matching f, newest first, at most f.Limit (default
+// 50). Job IDs are time-ordered, so f.After (the last ID of the previous
+// page) is a stable cursor.
+func (s *Store) ListJobs(ctx context.Context, f tokenlysis.JobFilter) ([]tokenlysis.Job, error) {
+	where, args := []string{"1 = 1"}, []any{}
+	if v := f.SubmittedBy; v != nil {
+		where, args = append(where, "submitted_by = ?"), append(args, *v)
+	}
+	if v := f.Status; v != nil {
+		where, args = append(where, "status = ?"), append(args, string(*v))
+	}
+	if v := f.Type; v != nil {
+		where, args = append(where, "type = ?"), append(args, *v)
+	}
+	if f.After != "" {
+		where, args = append(where, "id < ?"), append(args, f.After)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	args = append(args, limit)
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ?`
+	var rows []jobRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), args...); err != nil {
+		return nil, wrap("list jobs", err)
+	}
+	jobs := make([]tokenlysis.Job, len(rows))
+	for i, r := range rows {
+		jobs[i] = r.job()
+	}
+	return jobs, nil
+}
+
+// Events returns the job's events with Seq > after, in order, at most limit.
+func (s *Store) Events(ctx context.Context, jobID string, after int64, limit int) ([]tokenlysis.JobEvent, error) {
+	const q = `SELECT seq, kind, percent, message, data, created_at FROM job_events
+		WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`
+	rows, err := s.db.QueryxContext(ctx, s.rebind(q), jobID, after, limit)
+	if err != nil {
+		return nil, wrap("list events", err)
+	}
+	defer rows.Close()
+	events := []tokenlysis.JobEvent{}
+	for rows.Next() {
+		ev := tokenlysis.JobEvent{JobID: jobID}
+		var data sql.NullString
+		if err := rows.Scan(&ev.Seq, &ev.Kind, &ev.Percent, &ev.Message, &data, &ev.CreatedAt); err != nil {
+			return nil, wrap("list events", err)
+		}
+		if data.Valid {
+			ev.Data = json.RawMessage(data.String)
+		}
+		ev.CreatedAt = ev.CreatedAt.UTC()
+		events = append(events, ev)
+	}
+	return events, wrap("list events", rows.Err())
+}
+
+func (s *Store) insertEvent(ctx context.Context, tx sqlx.ExtContext, ev tokenlysis.JobEvent) error {
+	const q = `INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	_, err := tx.ExecContext(ctx, s.rebind(q), ev.JobID, ev.Seq, string(ev.Kind), ev.Percent, ev.Message, nullJSON(ev.Data), ev.CreatedAt)
+	return err
+}
+
+var active = []tokenlysis.JobStatus{tokenlysis.JobQueued, tokenlysis.JobRunning, tokenlysis.JobRetrying}
+
+// transition moves job id to a new state when its status is one of from,
+// and appends ev with the next sequence number, in one transaction. set is
+// a fixed SQL fragment (never user input) with its bind arguments.
+// Errors: ENOTFOUND; ECONFLICT when the job's status is not one of from.
+func (s *Store) transition(ctx context.Context, op, id string, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
+	ev.JobID, ev.CreatedAt = id, s.now()
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return ev, wrap(op, err)
+	}
+	defer tx.Rollback()
+
+	q, args, err := sqlx.In(`UPDATE jobs SET last_seq = last_seq + 1, updated_at = ?, `+set+` WHERE id = ? AND status IN (?) RETURNING last_seq`,
+		append(append([]any{ev.CreatedAt}, setArgs...), id, from)...)
+	if err != nil {
+		return ev, wrap(op, err)
+	}
+	err = tx.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&ev.Seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		var status string
+		err := tx.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ev, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
+		} else if err != nil {
+			return ev, wrap(op, err)
+		}
+		return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job is " + status + "."}
+	} else if err != nil {
+		return ev, wrap(op, err)
+	}
+	if err := s.insertEvent(ctx, tx, ev); err != nil {
+		return ev, wrap(op, err)
+	}
+	return ev, wrap(op, tx.Commit())
+}
+
+// StartAttempt marks an unfinished job running for the given attempt
+// (1-based) and appends a "started" event.
+// Errors: ENOTFOUND; ECONFLICT when the job already ended (e.g. canceled).
+func (s *Store) StartAttempt(ctx context.Context, id string, attempt int) (tokenlysis.JobEvent, error) {
+	now := s.now()
+	return s.transition(ctx, "start job", id, active,
+		`status = 'running', attempts = ?, started_at = COALESCE(started_at, ?)`, []any{attempt, now},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "attempt " + strconv.Itoa(attempt)})
+}
+
+// Progress records a running job's progress and appends a "progress" (or
+// "artifact") event.
+// Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled).
+func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
+	if ev.Kind == "" {
+		ev.Kind = tokenlysis.EventProgress
+	}
+	return s.transition(ctx, "report progress", id, []tokenlysis.JobStatus{tokenlysis.JobRunning},
+		`percent = ?, message = ?`, []any{ev.Percent, ev.Message}, ev)
+}
+
+// Retrying records that an attempt failed and asynq will try again.
+// Errors: ENOTFOUND; ECONFLICT when the job already ended.
+func (s *Store) Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
+	return s.transition(ctx, "mark job retrying", id, active,
+		`status = 'retrying', error = ?`, []any{errMsg},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg})
+}
+
+// Succeed ends an unfinished job successfully with its result summary.
+// Errors: ENOTFOUND; ECONFLICT when the job already ended (canceled first).
+func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
+	now := s.now()
+	return s.transition(ctx, "finish job", id, active,
+		`status = 'succeeded', percent = 100, error = '', result = ?, finished_at = ?`, []any{nullJSON(result), now},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result})
+}
+
+// Fail ends an unfinished job as failed.
+// Errors: ENOTFOUND; ECONFLICT when the job already ended.
+func (s *Store) Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
+	now := s.now()
+	return s.transition(ctx, "fail job", id, active,
+		`status = 'failed', error = ?, finished_at = ?`, []any{errMsg, now},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg})
+}
+
+// Cancel ends an unfinished job as canceled.
+// Errors: ENOTFOUND; ECONFLICT when the job already ended.
+func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
+	now := s.now()
+	return s.transition(ctx, "cancel job", id, active,
+		`status = 'canceled', finished_at = ?`, []any{now},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventCanceled, Message: "canceled"})
+}
+
+// Requeue puts a failed or canceled job back in the queued state for a new
+// run, keeping its event log (the stream goes on from the next number).
+// Errors: ENOTFOUND; ECONFLICT when the job is not failed or canceled.
+func (s *Store) Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
+	return s.transition(ctx, "requeue job", id, []tokenlysis.JobStatus{tokenlysis.JobFailed, tokenlysis.JobCanceled},
+		`status = 'queued', percent = 0, message = '', error = '', result = NULL, attempts = 0, started_at = NULL, finished_at = NULL`, nil,
+		tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"})
+}
+
+// PurgeFinished deletes jobs (and, by cascade, their events) that ended
+// before the given time. It returns how many jobs it deleted.
+func (s *Store) PurgeFinished(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`), before.UTC())
+	if err != nil {
+		return 0, wrap("purge jobs", err)
+	}
+	n, err := res.RowsAffected()
+	return n, wrap("purge jobs", err)
+}

@@ -1,0 +1,53 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// Store is the SQL store. It is safe for concurrent use.
+type Store struct {
+	db  *database.DB
+	now func() time.Time
+}
+
+// New returns a Store over db, whose schema the migrations have built.
+func New(db *database.DB) *Store {
+	return &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// Ping checks that the database answers. It returns EUNAVAILABLE when not.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+func (s *Store) rebind(q string) string { return s.db.Rebind(q) }
+
+// wrap prefixes err with the operation and classifies it: a database that
+// cannot be reached becomes EUNAVAILABLE so that callers answer 503.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *tokenlysis.Error
+	if errors.As(err, &te) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if database.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w: %w", op, tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The database is unavailable."), err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func (s *Store) begin(ctx context.Context) (*sqlx.Tx, error) {
+	return s.db.BeginTxx(ctx, nil)
+}

@@ -1,0 +1,316 @@
+package sqlstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// newJob is the row factory: a valid job submitted by owner.
+func newJob(owner string) tokenlysis.Job {
+	return tokenlysis.Job{
+		ID: uuid.Must(uuid.NewV7()).String(), Type: "system:probe", Queue: "default",
+		Params: json.RawMessage(`{"steps":1}`), MaxRetry: 3, SubmittedBy: owner,
+	}
+}
+
+func mustCreate(t *testing.T, s *sqlstore.Store, j tokenlysis.Job) tokenlysis.Job {
+	t.Helper()
+	got, created, err := s.CreateJob(context.Background(), j)
+	if err != nil || !created {
+		t.Fatalf("CreateJob: created=%v err=%v", created, err)
+	}
+	return got
+}
+
+func code(err error) string { return tokenlysis.ErrorCode(err) }
+
+func TestJobs(t *testing.T) {
+	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
+		ctx := context.Background()
+		s := sqlstore.New(db)
+
+		t.Run("create and find", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("alice"))
+			got, err := s.FindJob(ctx, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != tokenlysis.JobQueued || got.SubmittedBy != "alice" || got.LastSeq != 1 || got.MaxRetry != 3 {
+				t.Fatalf("unexpected job %+v", got)
+			}
+			var params map[string]int
+			if err := json.Unmarshal(got.Params, &params); err != nil || params["steps"] != 1 {
+				t.Fatalf("params = %s (%v)", got.Params, err)
+			}
+			if got.CreatedAt.IsZero() || got.CreatedAt.Location() != time.UTC {
+				t.Fatalf("created_at = %v", got.CreatedAt)
+			}
+			evs, err := s.Events(ctx, j.ID, 0, 10)
+			if err != nil || len(evs) != 1 || evs[0].Seq != 1 || evs[0].Kind != tokenlysis.EventQueued {
+				t.Fatalf("events = %+v, %v", evs, err)
+			}
+			if _, err := s.FindJob(ctx, "nope"); code(err) != tokenlysis.ENOTFOUND {
+				t.Fatalf("FindJob(nope) = %v, want not_found", err)
+			}
+		})
+
+		t.Run("idempotency key returns the same job", func(t *testing.T) {
+			j := newJob("bob")
+			j.IdempotencyKey = "k-1"
+			first := mustCreate(t, s, j)
+			again := newJob("bob")
+			again.IdempotencyKey = "k-1"
+			got, created, err := s.CreateJob(ctx, again)
+			if err != nil || created || got.ID != first.ID {
+				t.Fatalf("replay: id=%s created=%v err=%v, want id %s", got.ID, created, err, first.ID)
+			}
+			other := newJob("carol")
+			other.IdempotencyKey = "k-1"
+			mustCreate(t, s, other) // same key, other user: a new job
+		})
+
+		t.Run("dedupe key refuses a second active job", func(t *testing.T) {
+			j := newJob("dan")
+			j.DedupeKey = "recalc:all"
+			first := mustCreate(t, s, j)
+			dup := newJob("erin")
+			dup.DedupeKey = "recalc:all"
+			got, created, err := s.CreateJob(ctx, dup)
+			if code(err) != tokenlysis.ECONFLICT || created || got.ID != first.ID {
+				t.Fatalf("dup: id=%s created=%v err=%v", got.ID, created, err)
+			}
+			if _, err := s.Cancel(ctx, first.ID); err != nil {
+				t.Fatal(err)
+			}
+			mustCreate(t, s, dup) // the first one ended: allowed again
+		})
+
+		t.Run("lifecycle numbers events without gaps", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("alice"))
+			if _, err := s.StartAttempt(ctx, j.ID, 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Progress(ctx, j.ID, tokenlysis.JobEvent{Percent: 50, Message: "half", Data: json.RawMessage(`{"step":1}`)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Retrying(ctx, j.ID, "boom"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.StartAttempt(ctx, j.ID, 2); err != nil {
+				t.Fatal(err)
+			}
+			ev, err := s.Succeed(ctx, j.ID, json.RawMessage(`{"ok":true}`))
+			if err != nil || ev.Seq != 6 || ev.Kind != tokenlysis.EventSucceeded {
+				t.Fatalf("Succeed = %+v, %v", ev, err)
+			}
+			got, _ := s.FindJob(ctx, j.ID)
+			if got.Status != tokenlysis.JobSucceeded || got.Percent != 100 || got.Attempts != 2 || got.StartedAt == nil || got.FinishedAt == nil || got.LastSeq != 6 {
+				t.Fatalf("job after success: %+v", got)
+			}
+			if string(got.Result) == "" {
+				t.Fatal("result lost")
+			}
+			evs, _ := s.Events(ctx, j.ID, 0, 100)
+			kinds := []tokenlysis.EventKind{"queued", "started", "progress", "retrying", "started", "succeeded"}
+			if len(evs) != len(kinds) {
+				t.Fatalf("got %d events, want %d", len(evs), len(kinds))
+			}
+			for i, ev := range evs {
+				if ev.Seq != int64(i+1) || ev.Kind != kinds[i] {
+					t.Fatalf("event %d = %+v, want seq %d kind %s", i, ev, i+1, kinds[i])
+				}
+			}
+			if evs[2].Percent != 50 || evs[2].Message != "half" || string(evs[2].Data) == "" {
+				t.Fatalf("progress event = %+v", evs[2])
+			}
+			after, _ := s.Events(ctx, j.ID, 4, 100)
+			if len(after) != 2 || after[0].Seq != 5 {
+				t.Fatalf("Events after 4 = %+v", after)
+			}
+			// A finished job accepts no further transition.
+			if _, err := s.Cancel(ctx, j.ID); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("Cancel(succeeded) = %v, want conflict", err)
+			}
+			if _, err := s.Fail(ctx, j.ID, "late"); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("Fail(succeeded) = %v, want conflict", err)
+			}
+			if _, err := s.StartAttempt(ctx, "missing", 1); code(err) != tokenlysis.ENOTFOUND {
+				t.Fatalf("StartAttempt(missing) = %v, want not_found", err)
+			}
+		})
+
+		t.Run("cancel wins over a late success and requeue restarts", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("alice"))
+			s.StartAttempt(ctx, j.ID, 1)
+			if _, err := s.Cancel(ctx, j.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Progress(ctx, j.ID, tokenlysis.JobEvent{Percent: 10}); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("Progress(canceled) = %v, want conflict", err)
+			}
+			if _, err := s.Succeed(ctx, j.ID, nil); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("Succeed(canceled) = %v, want conflict", err)
+			}
+			ev, err := s.Requeue(ctx, j.ID)
+			if err != nil || ev.Kind != tokenlysis.EventQueued {
+				t.Fatalf("Requeue = %+v, %v", ev, err)
+			}
+			got, _ := s.FindJob(ctx, j.ID)
+			if got.Status != tokenlysis.JobQueued || got.FinishedAt != nil || got.Attempts != 0 {
+				t.Fatalf("requeued job = %+v", got)
+			}
+			if _, err := s.Requeue(ctx, j.ID); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("Requeue(queued) = %v, want conflict", err)
+			}
+		})
+
+		t.Run("concurrent writers never duplicate or skip a sequence number", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("alice"))
+			s.StartAttempt(ctx, j.ID, 1)
+			var wg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 10; i++ {
+						if _, err := s.Progress(ctx, j.ID, tokenlysis.JobEvent{Percent: i}); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			evs, _ := s.Events(ctx, j.ID, 0, 1000)
+			if len(evs) != 42 {
+				t.Fatalf("got %d events, want 42", len(evs))
+			}
+			for i, ev := range evs {
+				if ev.Seq != int64(i+1) {
+					t.Fatalf("event %d has seq %d", i, ev.Seq)
+				}
+			}
+		})
+
+		t.Run("list filters and paginates newest first", func(t *testing.T) {
+			owner := "lister-" + uuid.NewString()[:8]
+			var ids []string
+			for i := 0; i < 5; i++ {
+				j := newJob(owner)
+				if i%2 == 0 {
+					j.Type = "other:type"
+				}
+				ids = append(ids, mustCreate(t, s, j).ID)
+			}
+			s.Cancel(ctx, ids[4])
+			page, err := s.ListJobs(ctx, tokenlysis.JobFilter{SubmittedBy: &owner, Limit: 2})
+			if err != nil || len(page) != 2 || page[0].ID != ids[4] || page[1].ID != ids[3] {
+				t.Fatalf("page 1 = %v, %v", jobIDs(page), err)
+			}
+			page, _ = s.ListJobs(ctx, tokenlysis.JobFilter{SubmittedBy: &owner, Limit: 2, After: page[1].ID})
+			if len(page) != 2 || page[0].ID != ids[2] || page[1].ID != ids[1] {
+				t.Fatalf("page 2 = %v", jobIDs(page))
+			}
+			typ := "other:type"
+			page, _ = s.ListJobs(ctx, tokenlysis.JobFilter{SubmittedBy: &owner, Type: &typ})
+			if len(page) != 3 {
+				t.Fatalf("type filter = %v", jobIDs(page))
+			}
+			st := tokenlysis.JobCanceled
+			page, _ = s.ListJobs(ctx, tokenlysis.JobFilter{SubmittedBy: &owner, Status: &st})
+			if len(page) != 1 || page[0].ID != ids[4] {
+				t.Fatalf("status filter = %v", jobIDs(page))
+			}
+		})
+
+		t.Run("purge removes old finished jobs with their events", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("purger"))
+			s.Cancel(ctx, j.ID)
+			keep := mustCreate(t, s, newJob("purger"))
+			if _, err := s.PurgeFinished(ctx, time.Now().Add(-time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.FindJob(ctx, j.ID); err != nil {
+				t.Fatal("purged a job that finished less than an hour ago")
+			}
+			n, err := s.PurgeFinished(ctx, time.Now().Add(time.Second))
+			if err != nil || n < 1 {
+				t.Fatalf("PurgeFinished = %d, %v", n, err)
+			}
+			if _, err := s.FindJob(ctx, j.ID); code(err) != tokenlysis.ENOTFOUND {
+				t.Fatalf("finished job still there: %v", err)
+			}
+			if evs, _ := s.Events(ctx, j.ID, 0, 10); len(evs) != 0 {
+				t.Fatalf("events survived the purge: %v", evs)
+			}
+			if _, err := s.FindJob(ctx, keep.ID); err != nil {
+				t.Fatalf("purged an unfinished job: %v", err)
+			}
+		})
+
+		t.Run("delete undoes a job", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("alice"))
+			if err := s.DeleteJob(ctx, j.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.FindJob(ctx, j.ID); code(err) != tokenlysis.ENOTFOUND {
+				t.Fatalf("deleted job found: %v", err)
+			}
+		})
+	})
+}
+
+func jobIDs(js []tokenlysis.Job) []string {
+	ids := make([]string, len(js))
+	for i, j := range js {
+		ids[i] = j.ID
+	}
+	return ids
+}
+
+func TestUsers(t *testing.T) {
+	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
+		ctx := context.Background()
+		s := sqlstore.New(db)
+		var created []tokenlysis.User
+		for i := 0; i < 3; i++ {
+			u := tokenlysis.User{Email: fmt.Sprintf("u%d@example.com", i), FullName: fmt.Sprintf("User %d", i)}
+			if err := s.CreateUser(ctx, &u); err != nil {
+				t.Fatal(err)
+			}
+			if u.ID == 0 {
+				t.Fatal("CreateUser did not set the ID")
+			}
+			created = append(created, u)
+		}
+		dup := tokenlysis.User{Email: "u1@example.com"}
+		if err := s.CreateUser(ctx, &dup); code(err) != tokenlysis.ECONFLICT || tokenlysis.ErrorField(err) != "email" {
+			t.Fatalf("duplicate email: %v", err)
+		}
+		list, err := s.ListUsers(ctx, 0, 2)
+		if err != nil || len(list) != 2 || list[0].Email != "u0@example.com" {
+			t.Fatalf("ListUsers = %+v, %v", list, err)
+		}
+		list, _ = s.ListUsers(ctx, list[1].ID, 10)
+		if len(list) != 1 || list[0].ID != created[2].ID {
+			t.Fatalf("page 2 = %+v", list)
+		}
+		u, err := s.FindUserByEmail(ctx, "u2@example.com")
+		if err != nil || u.FullName != "User 2" {
+			t.Fatalf("FindUserByEmail = %+v, %v", u, err)
+		}
+		if _, err := s.FindUserByEmail(ctx, "none@example.com"); code(err) != tokenlysis.ENOTFOUND {
+			t.Fatalf("missing user: %v", err)
+		}
+	})
+}
