@@ -49,7 +49,11 @@ func RSI(dst, closes []float64, period int) []float64 {
 	checkPeriod("RSI", period)
 	dst = resize(dst, len(closes))
 	n := float64(period)
-	nm1 := float64(period - 1)
+	// avg·(period−1)/period + x/period, with the divisions hoisted out of
+	// the loop-carried dependency (within an ulp of TA-Lib's
+	// (avg·(period−1) + x)/period, and contractive: errors do not grow).
+	keep := float64(period-1) / n
+	inv := 1 / n
 	var prev, avgGain, avgLoss float64
 	changes := -1 // changes seen so far; -1 before the first valid close
 	for i, c := range closes {
@@ -81,8 +85,8 @@ func RSI(dst, closes []float64, period int) []float64 {
 			avgGain = (avgGain + gain) / n
 			avgLoss = (avgLoss + loss) / n
 		default:
-			avgGain = (avgGain*nm1 + gain) / n
-			avgLoss = (avgLoss*nm1 + loss) / n
+			avgGain = avgGain*keep + gain*inv
+			avgLoss = avgLoss*keep + loss*inv
 		}
 		if s := avgGain + avgLoss; s != 0 {
 			dst[i] = 100 * (avgGain / s)
@@ -130,15 +134,22 @@ func EMA(dst, values []float64, period int) []float64 {
 // values shifted by a reference k (Welford's update, replacing the oldest
 // value by the newest). Shifting by a recent mean keeps the arithmetic at
 // the scale of the spread rather than of the level, and the state is
-// recomputed exactly (two passes) every n replacements, so that rounding
-// cannot accumulate and the shift follows the level, and as soon as m2 has
-// fallen below 1e-4 of its peak since the last recomputation: removing a
-// value far larger than the remaining spread (a regime jump leaving the
-// window) cancels the digits a running update keeps, so that the result is
-// recomputed instead. Both cost O(n) at most every n steps on ordinary
-// series: amortised O(1) per point.
+// recomputed exactly (two passes):
+//   - as soon as m2 has fallen below 1e-4 of its peak since the last
+//     recomputation: removing a value far larger than the remaining spread
+//     (a regime jump leaving the window) cancels the digits a running
+//     update keeps;
+//   - when the level has drifted more than 1000 standard deviations from
+//     the shift (checked once n replacements have passed), which would
+//     bring back the cancellation the shift avoids;
+//   - every 16·n replacements in any case, so that rounding cannot
+//     accumulate.
+//
+// On ordinary series that is one O(n) recomputation per 16·n points, so
+// the window costs amortised O(1) per point.
 type window struct {
 	n     float64 // number of values
+	inv   float64 // 1/n
 	k     float64 // shift
 	mean  float64 // mean of (x − k)
 	m2    float64 // Σ (x − mean)²
@@ -148,14 +159,15 @@ type window struct {
 
 // stale reports whether the running state must be recomputed exactly.
 func (w *window) stale(period int) bool {
-	return w.moves >= period || w.m2 < w.peak*1e-4
+	return w.m2 < w.peak*1e-4 ||
+		w.moves >= period && (w.moves >= 16*period || w.mean*w.mean*w.n > 1e6*w.m2)
 }
 
 // replace slides the window: old leaves, v enters.
 func (w *window) replace(old, v float64) {
 	yo, y := old-w.k, v-w.k
 	d := y - yo
-	mean := w.mean + d/w.n
+	mean := w.mean + d*w.inv
 	w.m2 += d * (y - mean + yo - w.mean)
 	w.mean = mean
 	w.peak = max(w.peak, w.m2)
@@ -177,7 +189,7 @@ func (w *window) sd() float64 {
 func StdDev(dst, values []float64, period int) []float64 {
 	checkPeriod("StdDev", period)
 	dst = resize(dst, len(values))
-	w := window{n: float64(period)}
+	w := window{n: float64(period), inv: 1 / float64(period)}
 	lo := -1 // index of the oldest value in the window
 	seen := 0
 	for i, v := range values {
@@ -284,7 +296,7 @@ func Volatility(dst, closes []float64, period int, annualization float64) []floa
 	}
 	dst = resize(dst, len(closes))
 	scale := math.Sqrt(annualization)
-	w := window{n: float64(period)}
+	w := window{n: float64(period), inv: 1 / float64(period)}
 	base := -1 // index of the close the oldest return in the window is taken from
 	prevIdx := -1
 	returns := 0
