@@ -6,6 +6,8 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -167,3 +169,30 @@ func durationVar(get func(string, string) string, name string, def time.Duration
 	}
 	return d, nil
 }
+
+// NewLogger returns the process logger writing to w in the configured
+// format and level.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// DevKeyPath is where dev mode keeps its token signing key.
+func (c Config) DevKeyPath() string { return filepath.Join(c.DataDir, "dev-signing-key.pem") }
+
+// IssuerURL is the OIDC issuer: TOKENLYSIS_OIDC_ISSUER, or in dev mode the
+// API itself at TOKENLYSIS_HTTP_ADDR.
+func (c Config) IssuerURL() string {
+	if c.OIDCIssuer != "" {
+		return c.OIDCIssuer
+	}
+	return "http://" + c.HTTPAddr
+}
+
+// EventsChannel is the Redis pub/sub channel of live notifications.
+func (c Config) EventsChannel() string { return c.RedisPrefix + "events" }

@@ -1,0 +1,175 @@
+// Command worker runs Tokenlysis jobs: an asynq server whose one
+// middleware (job.Runner) keeps each job's SQL record and event log in
+// step, plus the housekeeping that purges old finished jobs.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/tokenlysis/tokenlysis/internal/config"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/events"
+	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/migrations"
+	"github.com/tokenlysis/tokenlysis/tasks"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := cfg.NewLogger(stderr)
+
+	db, err := database.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", database.MaskURL(cfg.DatabaseURL), err)
+	}
+	defer db.Close()
+	if err := migrations.Check(ctx, db); err != nil {
+		return fmt.Errorf("database schema: %w (run: migrate up)", err)
+	}
+	store := sqlstore.New(db)
+
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+	}
+	rOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(rOpts)
+	defer rdb.Close()
+	bus := events.NewBus(rdb, events.Config{Channel: cfg.EventsChannel(), Logger: log})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	obs := newAttemptMetrics(reg)
+	runner := job.NewRunner(store, bus, job.RunnerConfig{Logger: log, Observer: obs})
+
+	srv := asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency: cfg.Concurrency,
+		// Poll idle queues often: a job submitted to an idle worker starts
+		// within 100 ms rather than asynq's default second.
+		TaskCheckInterval: 100 * time.Millisecond,
+		Queues:            map[string]int{job.QueueCritical: 6, job.QueueDefault: 3, job.QueueLow: 1},
+		RetryDelayFunc:    retryDelay(cfg.RetryBaseDelay),
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		Logger:            asynqLogger{log},
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			id, _ := asynq.GetTaskID(ctx)
+			log.Warn("worker: attempt failed", "job_id", id, "job_type", t.Type(), "err", err)
+		}),
+	})
+	mux := asynq.NewServeMux()
+	mux.Use(runner.Middleware)
+	tasks.Register(mux)
+
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+	log.Info("worker: started", "concurrency", cfg.Concurrency, "database", database.MaskURL(cfg.DatabaseURL))
+
+	var metricsSrv *http.Server
+	if cfg.WorkerMetrics != "" {
+		ln, err := net.Listen("tcp", cfg.WorkerMetrics)
+		if err != nil {
+			srv.Shutdown()
+			return fmt.Errorf("TOKENLYSIS_WORKER_METRICS_ADDR: %w", err)
+		}
+		metricsSrv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go metricsSrv.Serve(ln)
+	}
+
+	purgeDone := make(chan struct{})
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	go func() { defer close(purgeDone); purgeLoop(purgeCtx, store, cfg.JobRetention, log) }()
+
+	<-ctx.Done()
+	log.Info("worker: shutting down")
+	stopPurge()
+	<-purgeDone
+	srv.Shutdown() // waits for running tasks up to ShutdownTimeout, then requeues them
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
+	return nil
+}
+
+// retryDelay is exponential from base, capped at one hour.
+func retryDelay(base time.Duration) asynq.RetryDelayFunc {
+	return func(n int, _ error, _ *asynq.Task) time.Duration {
+		d := time.Duration(float64(base) * math.Pow(2, float64(min(n, 20))))
+		return min(d, time.Hour)
+	}
+}
+
+// purgeLoop deletes jobs (and their events) finished longer ago than the
+// retention, hourly. Several workers doing it at once is harmless.
+func purgeLoop(ctx context.Context, store *sqlstore.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.PurgeFinished(ctx, time.Now().Add(-retention))
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("worker: purge finished jobs", "err", err)
+		} else if n > 0 {
+			log.Info("worker: purged finished jobs", "count", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type attemptMetrics struct{ attempts *prometheus.CounterVec }
+
+func newAttemptMetrics(reg *prometheus.Registry) *attemptMetrics {
+	m := &attemptMetrics{attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenlysis_job_attempts_total", Help: "Job attempts by type and outcome.",
+	}, []string{"type", "outcome"})}
+	reg.MustRegister(m.attempts)
+	return m
+}
+
+func (m *attemptMetrics) AttemptDone(jobType, outcome string, _ error) {
+	m.attempts.WithLabelValues(jobType, outcome).Inc()
+}
+
+// asynqLogger adapts slog to asynq's logger.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)); os.Exit(1) }

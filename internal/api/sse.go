@@ -1,0 +1,142 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+const eventPage = 500
+
+// jobEvents streams a job's events over SSE: first those after
+// Last-Event-ID (all of them without it), then live ones as they happen,
+// each with its sequence number as the SSE id, in order, with no gaps and
+// no duplicates. The stream ends after a terminal event.
+//
+// Live notifications come over the events bus; SQL is the record. Any
+// notification out of order (a gap), a resync signal (missed messages) or
+// the heartbeat tick makes the handler read SQL for what follows the last
+// event it sent, so a lost notification only delays an event.
+func (s *Server) jobEvents(c *gin.Context) {
+	ctx := c.Request.Context()
+	j, err := s.jobs.Find(ctx, principal(c), c.Param("id"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	last, err := lastEventID(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	// Subscribe before reading SQL so nothing falls between the two.
+	sub := s.bus.Subscribe(j.ID)
+	defer sub.Close()
+
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "retry: 2000\n\n")
+	w.Flush()
+
+	done := false
+	send := func(ev tokenlysis.JobEvent) error {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Kind, b); err != nil {
+			return err
+		}
+		last = ev.Seq
+		return nil
+	}
+	// catchUp sends what SQL has after last. The stream ends at a terminal
+	// event that is the job's latest (a retried job goes on after one).
+	catchUp := func() error {
+		for {
+			evs, err := s.jobs.Events(ctx, j.ID, last, eventPage)
+			if err != nil {
+				return err
+			}
+			for i, ev := range evs {
+				if err := send(ev); err != nil {
+					return err
+				}
+				if ev.Kind.Terminal() && i == len(evs)-1 && len(evs) < eventPage {
+					done = true
+				}
+			}
+			w.Flush()
+			if len(evs) < eventPage {
+				return nil
+			}
+		}
+	}
+	if err := catchUp(); err != nil || done {
+		return
+	}
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for !done {
+		select {
+		case <-ctx.Done():
+			return
+		case payload := <-sub.C:
+			var ev tokenlysis.JobEvent
+			if json.Unmarshal(payload, &ev) != nil || ev.Seq <= last {
+				continue
+			}
+			if ev.Seq != last+1 {
+				if catchUp() != nil {
+					return
+				}
+				continue
+			}
+			if send(ev) != nil {
+				return
+			}
+			w.Flush()
+			done = ev.Kind.Terminal()
+		case <-sub.Resync:
+			if catchUp() != nil {
+				return
+			}
+		case <-heartbeat.C:
+			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
+				return
+			}
+			w.Flush()
+			if catchUp() != nil {
+				return
+			}
+		}
+	}
+}
+
+// lastEventID reads the SSE resume point: the Last-Event-ID header that
+// browsers send on reconnect, or the last_event_id query parameter.
+func lastEventID(c *gin.Context) (int64, error) {
+	v := c.GetHeader("Last-Event-ID")
+	field := "Last-Event-ID"
+	if v == "" {
+		v, field = c.Query("last_event_id"), "last_event_id"
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: field, Message: "Must be a non-negative event id."}
+	}
+	return n, nil
+}

@@ -1,0 +1,13 @@
+// Package job owns the life of a job across its two records: the SQL row
+// users query and the asynq task that executes it (same ID).
+//
+//   - Registry holds the job types: queue, permission, retries, timeout,
+//     parameter validation and an optional dedupe key.
+//   - Service submits, cancels and retries jobs for the API: it validates,
+//     writes the row, enqueues the task, and undoes the row when the task
+//     cannot be enqueued, so nothing is half-written.
+//   - Runner is the one asynq middleware of the worker: it moves the row
+//     through running / retrying / succeeded / failed, appends and
+//     publishes events, captures panics and records the final failure
+//     after the last retry. Handlers only call Report and SetResult.
+package job

@@ -1,0 +1,113 @@
+package job
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// Queues, by priority.
+const (
+	QueueCritical = "critical"
+	QueueDefault  = "default"
+	QueueLow      = "low"
+)
+
+// Spec describes a job type.
+type Spec struct {
+	Type       string            // "noun:verb", also the asynq task type
+	Queue      string            // default QueueDefault
+	Permission authz.Permission  // needed to submit it
+	MaxRetry   int               // default 3
+	Timeout    time.Duration     // per attempt; default 30m
+	// Validate decodes and checks params and returns their canonical JSON.
+	// It returns *tokenlysis.Error values naming the field ("params.x").
+	Validate func(params json.RawMessage) (json.RawMessage, error)
+	// DedupeKey, when set, names the scope of a job: two jobs with the same
+	// key are never queued or running at the same time.
+	DedupeKey func(params json.RawMessage) string
+}
+
+// Registry is the set of job types the API accepts and the worker runs.
+type Registry struct {
+	specs map[string]Spec
+}
+
+// NewRegistry returns a registry of specs, with defaults filled in.
+func NewRegistry(specs ...Spec) (*Registry, error) {
+	r := &Registry{specs: map[string]Spec{}}
+	for _, s := range specs {
+		if s.Type == "" || s.Validate == nil || s.Permission.Object == "" {
+			return nil, fmt.Errorf("job registry: spec %q needs a type, a permission and a validator", s.Type)
+		}
+		if _, dup := r.specs[s.Type]; dup {
+			return nil, fmt.Errorf("job registry: type %q registered twice", s.Type)
+		}
+		s.Queue = cmp.Or(s.Queue, QueueDefault)
+		if s.MaxRetry == 0 {
+			s.MaxRetry = 3
+		}
+		s.Timeout = cmp.Or(s.Timeout, 30*time.Minute)
+		r.specs[s.Type] = s
+	}
+	return r, nil
+}
+
+// Lookup returns the spec of typ.
+// Errors: EINVALID (field "type") for an unknown type.
+func (r *Registry) Lookup(typ string) (Spec, error) {
+	s, ok := r.specs[typ]
+	if !ok {
+		return s, tokenlysis.FieldErrorf("type", "Unknown job type %q; known types: %s.", typ, strings.Join(r.Types(), ", "))
+	}
+	return s, nil
+}
+
+// Types returns the registered types, sorted.
+func (r *Registry) Types() []string {
+	types := make([]string, 0, len(r.specs))
+	for t := range r.specs {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	return types
+}
+
+// DecodeParams strictly decodes params into v: unknown fields, trailing
+// data and wrong types are EINVALID errors naming the field as
+// "params.<name>". Empty params decode as {}.
+func DecodeParams(params json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(params)) == 0 || string(bytes.TrimSpace(params)) == "null" {
+		params = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(params))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr):
+			return tokenlysis.FieldErrorf("params."+typeErr.Field, "Must be of type %s.", typeErr.Type.String())
+		case errors.As(err, &syntaxErr):
+			return tokenlysis.FieldErrorf("params", "Invalid JSON: %s.", syntaxErr.Error())
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return tokenlysis.FieldErrorf("params."+name, "Unknown field.")
+		default:
+			return tokenlysis.FieldErrorf("params", "Must be a JSON object: %s.", err.Error())
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return tokenlysis.FieldErrorf("params", "Unexpected data after the JSON object.")
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+package job
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/hibiken/asynq"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// RunStore is what the Runner needs of the SQL store.
+type RunStore interface {
+	StartAttempt(ctx context.Context, id string, attempt int) (tokenlysis.JobEvent, error)
+	Progress(ctx context.Context, id string, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error)
+	Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
+	Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error)
+	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
+	FindJob(ctx context.Context, id string) (tokenlysis.Job, error)
+}
+
+// Observer is told how each attempt ended, for metrics and error tracking.
+// Outcome is one of "succeeded", "retrying", "failed", "canceled".
+type Observer interface {
+	AttemptDone(jobType, outcome string, err error)
+}
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	Logger   *slog.Logger
+	Observer Observer // optional
+}
+
+// Runner is the worker-side middleware that keeps the job row and its
+// events in step with the asynq task.
+type Runner struct {
+	store RunStore
+	pub   Publisher
+	log   *slog.Logger
+	obs   Observer
+}
+
+// NewRunner returns a Runner.
+func NewRunner(store RunStore, pub Publisher, cfg RunnerConfig) *Runner {
+	return &Runner{store: store, pub: pub, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), obs: cfg.Observer}
+}
+
+type runKey struct{}
+
+type run struct {
+	id     string
+	r      *Runner
+	result json.RawMessage
+}
+
+// Report records progress of the running job: percent (0–100), a message
+// and optional data (any JSON-encodable value). It returns an ECONFLICT
+// error when the job was canceled meanwhile: the handler should stop and
+// return it.
+func Report(ctx context.Context, percent int, message string, data any) error {
+	return report(ctx, tokenlysis.EventProgress, percent, message, data)
+}
+
+// Artifact records that the running job produced something (a report, a
+// file); data says what and where.
+func Artifact(ctx context.Context, message string, data any) error {
+	return report(ctx, tokenlysis.EventArtifact, -1, message, data)
+}
+
+func report(ctx context.Context, kind tokenlysis.EventKind, percent int, message string, data any) error {
+	rn, ok := ctx.Value(runKey{}).(*run)
+	if !ok {
+		return errors.New("job: Report called outside a job")
+	}
+	ev := tokenlysis.JobEvent{Kind: kind, Percent: min(max(percent, 0), 100), Message: message}
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return fmt.Errorf("job: encode progress data: %w", err)
+		}
+		ev.Data = b
+	}
+	ev, err := rn.r.store.Progress(context.WithoutCancel(ctx), rn.id, ev)
+	if err != nil {
+		return err
+	}
+	publish(ctx, rn.r.pub, rn.r.log, ev)
+	return nil
+}
+
+// SetResult sets the result summary recorded when the job succeeds.
+func SetResult(ctx context.Context, v any) error {
+	rn, ok := ctx.Value(runKey{}).(*run)
+	if !ok {
+		return errors.New("job: SetResult called outside a job")
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("job: encode result: %w", err)
+	}
+	rn.result = b
+	return nil
+}
+
+// Middleware wraps every task handler of the worker.
+func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		log := r.log.With("job_id", id, "job_type", t.Type(), "attempt", retried+1)
+		bg := context.WithoutCancel(ctx)
+
+		ev, err := r.store.StartAttempt(bg, id, retried+1)
+		switch tokenlysis.ErrorCode(err) {
+		case "":
+			publish(ctx, r.pub, log, ev)
+		case tokenlysis.ENOTFOUND:
+			// A task without a job row was never accepted (or was purged).
+			return fmt.Errorf("job %s has no record: %w", id, asynq.SkipRetry)
+		case tokenlysis.ECONFLICT:
+			log.Info("job: dropping task of a finished job", "reason", tokenlysis.ErrorMessage(err))
+			r.observe(t.Type(), "canceled", nil)
+			return nil
+		default:
+			return fmt.Errorf("start job %s: %w", id, err)
+		}
+
+		rn := &run{id: id, r: r}
+		err = safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
+		if err == nil {
+			ev, ferr := r.store.Succeed(bg, id, rn.result)
+			if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
+				r.observe(t.Type(), "canceled", nil)
+				return nil // canceled while finishing: the cancel stands
+			} else if ferr != nil {
+				return fmt.Errorf("record success of job %s: %w", id, ferr)
+			}
+			publish(ctx, r.pub, log, ev)
+			r.observe(t.Type(), "succeeded", nil)
+			return nil
+		}
+
+		// The job may have been canceled: then the attempt's error is the
+		// cancellation's echo, and nothing must retry it.
+		if j, ferr := r.store.FindJob(bg, id); ferr == nil && j.Status == tokenlysis.JobCanceled {
+			log.Info("job: canceled while running")
+			r.observe(t.Type(), "canceled", nil)
+			return nil
+		}
+		msg := err.Error()
+		if retried >= maxRetry || errors.Is(err, asynq.SkipRetry) {
+			if ev, ferr := r.store.Fail(bg, id, msg); ferr == nil {
+				publish(ctx, r.pub, log, ev)
+			} else if tokenlysis.ErrorCode(ferr) != tokenlysis.ECONFLICT {
+				log.Error("job: record failure", "err", ferr)
+			}
+			r.observe(t.Type(), "failed", err)
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		if ev, ferr := r.store.Retrying(bg, id, msg); ferr == nil {
+			publish(ctx, r.pub, log, ev)
+		} else {
+			log.Error("job: record retry", "err", ferr)
+		}
+		r.observe(t.Type(), "retrying", err)
+		return err
+	})
+}
+
+func (r *Runner) observe(jobType, outcome string, err error) {
+	if r.obs != nil {
+		r.obs.AttemptDone(jobType, outcome, err)
+	}
+}
+
+// PanicError is the error of an attempt whose handler panicked.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+func safeRun(ctx context.Context, h asynq.Handler, t *asynq.Task) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h.ProcessTask(ctx, t)
+}

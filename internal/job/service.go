@@ -1,0 +1,238 @@
+package job
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/tokenlysis/tokenlysis/internal/auth"
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// Store is what the Service needs of the SQL store.
+type Store interface {
+	CreateJob(ctx context.Context, j tokenlysis.Job) (tokenlysis.Job, bool, error)
+	DeleteJob(ctx context.Context, id string) error
+	FindJob(ctx context.Context, id string) (tokenlysis.Job, error)
+	ListJobs(ctx context.Context, f tokenlysis.JobFilter) ([]tokenlysis.Job, error)
+	Events(ctx context.Context, jobID string, after int64, limit int) ([]tokenlysis.JobEvent, error)
+	Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, error)
+	Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error)
+	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
+}
+
+// Queue enqueues tasks (an *asynq.Client).
+type Queue interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Inspector removes and cancels tasks (an *asynq.Inspector).
+type Inspector interface {
+	DeleteTask(queue, id string) error
+	CancelProcessing(id string) error
+}
+
+// Publisher sends live notifications (an *events.Bus).
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// Authorizer decides permissions (an *authz.Enforcer).
+type Authorizer interface {
+	Allowed(roles []string, p authz.Permission) bool
+}
+
+var (
+	_ Queue     = (*asynq.Client)(nil)
+	_ Inspector = (*asynq.Inspector)(nil)
+)
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	Logger *slog.Logger
+}
+
+// Service submits, reads, cancels and retries jobs on behalf of users.
+type Service struct {
+	store     Store
+	queue     Queue
+	inspector Inspector
+	pub       Publisher
+	authz     Authorizer
+	registry  *Registry
+	log       *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(store Store, queue Queue, inspector Inspector, pub Publisher, az Authorizer, reg *Registry, cfg ServiceConfig) *Service {
+	return &Service{store: store, queue: queue, inspector: inspector, pub: pub, authz: az, registry: reg,
+		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}
+}
+
+// Registry returns the job types.
+func (s *Service) Registry() *Registry { return s.registry }
+
+// SubmitRequest is a request to run a job.
+type SubmitRequest struct {
+	Type           string
+	Params         json.RawMessage
+	IdempotencyKey string
+	MaxRetry       *int
+}
+
+// Submit validates req, records the job and enqueues its task. created is
+// false when the idempotency key replays an earlier submission, whose job
+// is returned.
+// Errors: EINVALID (unknown type, bad params), EFORBIDDEN, ECONFLICT (an
+// identical job is already queued or running; the job returned is that
+// one), EUNAVAILABLE (database or Redis down; nothing is left behind).
+func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitRequest) (tokenlysis.Job, bool, error) {
+	spec, err := s.registry.Lookup(req.Type)
+	if err != nil {
+		return tokenlysis.Job{}, false, err
+	}
+	if !s.authz.Allowed(p.Roles, spec.Permission) {
+		return tokenlysis.Job{}, false, tokenlysis.Errorf(tokenlysis.EFORBIDDEN, "Submitting %s jobs needs the %s permission.", spec.Type, spec.Permission)
+	}
+	params, err := spec.Validate(req.Params)
+	if err != nil {
+		return tokenlysis.Job{}, false, err
+	}
+	maxRetry := spec.MaxRetry
+	if req.MaxRetry != nil {
+		if *req.MaxRetry < 0 || *req.MaxRetry > 25 {
+			return tokenlysis.Job{}, false, tokenlysis.FieldErrorf("max_retry", "Must be from 0 to 25.")
+		}
+		maxRetry = *req.MaxRetry
+	}
+	j := tokenlysis.Job{
+		ID: uuid.Must(uuid.NewV7()).String(), Type: spec.Type, Queue: spec.Queue, Params: params,
+		MaxRetry: maxRetry, SubmittedBy: p.Subject, IdempotencyKey: req.IdempotencyKey,
+	}
+	if spec.DedupeKey != nil {
+		j.DedupeKey = spec.DedupeKey(params)
+	}
+	j, created, err := s.store.CreateJob(ctx, j)
+	if err != nil || !created {
+		return j, false, err
+	}
+	if err := s.enqueue(ctx, spec, j); err != nil {
+		if derr := s.store.DeleteJob(context.WithoutCancel(ctx), j.ID); derr != nil {
+			s.log.Error("job: could not undo a job whose task was not enqueued", "job_id", j.ID, "err", derr)
+		}
+		return tokenlysis.Job{}, false, err
+	}
+	s.publish(ctx, tokenlysis.JobEvent{JobID: j.ID, Seq: 1, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: j.CreatedAt})
+	return j, true, nil
+}
+
+func (s *Service) enqueue(ctx context.Context, spec Spec, j tokenlysis.Job) error {
+	task := asynq.NewTask(j.Type, j.Params)
+	_, err := s.queue.EnqueueContext(ctx, task, asynq.TaskID(j.ID), asynq.Queue(spec.Queue),
+		asynq.MaxRetry(j.MaxRetry), asynq.Timeout(spec.Timeout))
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w: %w", j.ID, tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
+	}
+	return nil
+}
+
+func (s *Service) publish(ctx context.Context, ev tokenlysis.JobEvent) {
+	publish(ctx, s.pub, s.log, ev)
+}
+
+func publish(ctx context.Context, pub Publisher, log *slog.Logger, ev tokenlysis.JobEvent) {
+	payload, err := json.Marshal(ev)
+	if err == nil {
+		err = pub.Publish(context.WithoutCancel(ctx), ev.JobID, payload)
+	}
+	if err != nil {
+		// Streams resynchronise from SQL; a lost notification only delays them.
+		log.Warn("job: publish event failed", "job_id", ev.JobID, "seq", ev.Seq, "err", err)
+	}
+}
+
+// Find returns a job the principal may see: their own, or any job for a
+// principal allowed to read all jobs.
+// Errors: ENOTFOUND (also for someone else's job, so IDs leak nothing).
+func (s *Service) Find(ctx context.Context, p auth.Principal, id string) (tokenlysis.Job, error) {
+	j, err := s.store.FindJob(ctx, id)
+	if err != nil {
+		return j, err
+	}
+	if j.SubmittedBy != p.Subject && !s.authz.Allowed(p.Roles, authz.JobsReadAll) {
+		return tokenlysis.Job{}, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
+	}
+	return j, nil
+}
+
+// List returns the jobs the principal may see that match f.
+func (s *Service) List(ctx context.Context, p auth.Principal, f tokenlysis.JobFilter) ([]tokenlysis.Job, error) {
+	if !s.authz.Allowed(p.Roles, authz.JobsReadAll) {
+		f.SubmittedBy = &p.Subject
+	}
+	return s.store.ListJobs(ctx, f)
+}
+
+// Events returns a visible job's events after the given sequence number.
+func (s *Service) Events(ctx context.Context, jobID string, after int64, limit int) ([]tokenlysis.JobEvent, error) {
+	return s.store.Events(ctx, jobID, after, limit)
+}
+
+// Cancel ends a queued, retrying or running job as canceled: the row first
+// (so a worker that picks the task up now drops it), then the task is
+// deleted from its queue or, when running, its context is canceled.
+// Errors: ENOTFOUND, ECONFLICT (already finished).
+func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (tokenlysis.Job, error) {
+	j, err := s.Find(ctx, p, id)
+	if err != nil {
+		return j, err
+	}
+	ev, err := s.store.Cancel(ctx, id)
+	if err != nil {
+		return j, err
+	}
+	s.publish(ctx, ev)
+	if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		// Active tasks cannot be deleted: cancel their context instead.
+		if cerr := s.inspector.CancelProcessing(id); cerr != nil {
+			s.log.Warn("job: cancel processing failed", "job_id", id, "err", cerr)
+		}
+	}
+	return s.store.FindJob(ctx, id)
+}
+
+// Retry runs a failed or canceled job again under the same ID.
+// Errors: ENOTFOUND, ECONFLICT (not failed or canceled), EUNAVAILABLE.
+func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (tokenlysis.Job, error) {
+	j, err := s.Find(ctx, p, id)
+	if err != nil {
+		return j, err
+	}
+	spec, err := s.registry.Lookup(j.Type)
+	if err != nil {
+		return j, err
+	}
+	ev, err := s.store.Requeue(ctx, id)
+	if err != nil {
+		return j, err
+	}
+	// The previous run's task may still be archived (failed) in asynq and
+	// would make the ID conflict.
+	if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		s.log.Warn("job: delete previous task", "job_id", id, "err", err)
+	}
+	if err := s.enqueue(ctx, spec, j); err != nil {
+		if _, ferr := s.store.Fail(context.WithoutCancel(ctx), id, "retry could not be enqueued"); ferr == nil {
+			s.log.Warn("job: retry not enqueued, job failed again", "job_id", id, "err", err)
+		}
+		return j, err
+	}
+	s.publish(ctx, ev)
+	return s.store.FindJob(ctx, id)
+}
