@@ -1,0 +1,402 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tokenlysis/tokenlysis/internal/api"
+	"github.com/tokenlysis/tokenlysis/internal/auth"
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/internal/events"
+	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/redistest"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/tasks"
+)
+
+// redisDB is this package's Redis database index.
+const redisDB = 3
+
+type testBundle struct {
+	srv    *api.Server
+	url    string
+	issuer *auth.DevIssuer
+	store  *sqlstore.Store
+}
+
+func setup(t *testing.T, dialect database.Dialect) *testBundle {
+	t.Helper()
+	db := databasetest.New(t, dialect)
+	store := sqlstore.New(db)
+	rdb := redistest.Client(t, redisDB, "apitest")
+	bus := events.NewBus(rdb, events.Config{Channel: redistest.Prefix() + "events"})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go bus.Run(ctx)
+	az, err := authz.New(authz.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := job.NewRegistry(tasks.Specs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), bus, az, reg, job.ServiceConfig{})
+
+	var handler http.Handler
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(ts.Close)
+	key, err := auth.LoadOrCreateDevKey(filepath.Join(t.TempDir(), "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := auth.NewDevIssuer(key, ts.URL, "tokenlysis")
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{Issuer: ts.URL, Audience: "tokenlysis"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
+	srv := api.New(svc, store, bus, verifier, az, api.Config{
+		Registry: prometheus.NewRegistry(), DevIssuer: issuer, MaxBodyBytes: 4096, Heartbeat: 200 * time.Millisecond,
+		QueuesUI: asynqmon.New(asynqmon.Options{RootPath: "/admin/queues", RedisConnOpt: redisOpt}),
+		Checks: []api.Checker{{Name: "database", Check: store.Ping}},
+	})
+	handler = srv
+	return &testBundle{srv: srv, url: ts.URL, issuer: issuer, store: store}
+}
+
+func (tb *testBundle) token(t *testing.T, subject string, roles ...string) string {
+	t.Helper()
+	tok, err := tb.issuer.Mint(auth.TokenRequest{Subject: subject, Roles: roles, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body is not JSON (%v): %s", err, r.body)
+	}
+	return m
+}
+
+func (tb *testBundle) do(t *testing.T, method, path, token string, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, tb.url+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// TestEveryRouteIsInTheTable fails when a route is registered outside the
+// route table, or is in the table without a permission while not on the
+// public list.
+func TestEveryRouteIsInTheTable(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	table := map[string]api.Route{}
+	for _, r := range tb.srv.Routes() {
+		table[r.Method+" "+r.Path] = r
+		if r.Permission == nil && !api.PublicPaths[r.Path] {
+			t.Errorf("route %s %s has no permission and is not public", r.Method, r.Path)
+		}
+	}
+	for _, r := range tb.srv.Engine().Routes() {
+		_, exact := table[r.Method+" "+r.Path]
+		_, any := table["* "+r.Path]
+		if !exact && !any {
+			t.Errorf("route %s %s is registered but not in the route table", r.Method, r.Path)
+		}
+	}
+}
+
+// TestGuardedRoutesRefuseMissingAndBadTokens walks every guarded route.
+func TestGuardedRoutesRefuseMissingAndBadTokens(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	expired, _ := tb.issuer.Mint(auth.TokenRequest{Subject: "x", Roles: []string{"admin"}, TTL: -time.Hour})
+	otherKey, _ := auth.LoadOrCreateDevKey(filepath.Join(t.TempDir(), "other.pem"))
+	forged, _ := auth.NewDevIssuer(otherKey, tb.url, "tokenlysis").Mint(auth.TokenRequest{Subject: "x", Roles: []string{"admin"}, TTL: time.Hour})
+	for _, r := range tb.srv.Routes() {
+		if r.Permission == nil {
+			continue
+		}
+		method := r.Method
+		if method == "*" {
+			method = "GET"
+		}
+		path := strings.NewReplacer(":id", "01a2", "*any", "").Replace(r.Path)
+		for name, tok := range map[string]string{"none": "", "garbage": "not-a-jwt", "expired": expired, "forged": forged} {
+			res := tb.do(t, method, path, tok, "")
+			if res.status != http.StatusUnauthorized {
+				t.Errorf("%s %s with %s token: status %d, want 401", method, path, name, res.status)
+			}
+			if !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("%s %s with %s token: WWW-Authenticate = %q", method, path, name, res.header.Get("WWW-Authenticate"))
+			}
+			if ct := res.header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("%s %s: Content-Type %q, want problem+json", method, path, ct)
+			}
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/.well-known/openid-configuration", "/oauth/jwks"} {
+		if res := tb.do(t, "GET", p, "", ""); res.status != http.StatusOK {
+			t.Errorf("public %s: status %d", p, res.status)
+		}
+	}
+}
+
+// TestRolesPerRoute checks each guarded route for each role: 403 exactly
+// when the seed's policy does not grant the route's permission.
+func TestRolesPerRoute(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	// The seed's policy, written out: which roles may use which permission.
+	allowed := map[string][]string{
+		"jobs:submit":      {"user", "analyst", "admin"},
+		"jobs:read":        {"user", "analyst", "admin"},
+		"scores:read":      {"user", "analyst", "admin"},
+		"analytics:submit": {"analyst", "admin"},
+		"users:manage":     {"admin"},
+		"metrics:read":     {"admin"},
+		"queues:manage":    {"admin"},
+		"schedules:manage": {"admin"},
+		"uploads:sign":     {"admin"},
+	}
+	for _, r := range tb.srv.Routes() {
+		if r.Permission == nil {
+			continue
+		}
+		roles, ok := allowed[r.Permission.String()]
+		if !ok {
+			t.Fatalf("route %s needs %s, which this test does not know", r.Path, r.Permission)
+		}
+		method := r.Method
+		if method == "*" {
+			method = "GET"
+		}
+		path := strings.NewReplacer(":id", "01a2", "*any", "").Replace(r.Path)
+		for _, role := range []string{"user", "analyst", "admin", "nobody"} {
+			res := tb.do(t, method, path, tb.token(t, "rt-"+role, role), "")
+			want403 := !contains(roles, role)
+			if got403 := res.status == http.StatusForbidden; got403 != want403 || res.status == http.StatusUnauthorized || res.status >= 500 {
+				t.Errorf("%s %s as %s: status %d (want 403: %v) %s", method, path, role, res.status, want403, res.body)
+			}
+		}
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSubmitValidation(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	tok := tb.token(t, "validator", "user")
+	big := `{"type":"system:probe","params":{"steps":1,"pad":"` + strings.Repeat("x", 5000) + `"}}`
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		field      string
+	}{
+		{"unknown type", `{"type":"nope:nope","params":{}}`, 422, "type"},
+		{"missing type", `{"params":{}}`, 422, "type"},
+		{"steps out of range", `{"type":"system:probe","params":{"steps":0}}`, 422, "params.steps"},
+		{"negative step_ms", `{"type":"system:probe","params":{"steps":1,"step_ms":-1}}`, 422, "params.step_ms"},
+		{"fail_at past steps", `{"type":"system:probe","params":{"steps":2,"fail_at":3}}`, 422, "params.fail_at"},
+		{"unknown param", `{"type":"system:probe","params":{"steps":1,"colour":"red"}}`, 422, "params.colour"},
+		{"param of the wrong type", `{"type":"system:probe","params":{"steps":"two"}}`, 422, "params.steps"},
+		{"unknown top-level field", `{"type":"system:probe","params":{"steps":1},"priority":9}`, 400, "priority"},
+		{"max_retry out of range", `{"type":"system:probe","params":{"steps":1},"max_retry":99}`, 422, "max_retry"},
+		{"malformed JSON", `{"type":`, 400, ""},
+		{"trailing data", `{"type":"system:probe","params":{"steps":1}} {}`, 400, ""},
+		{"analytics type needs analyst", `{"type":"scores:recalculate","params":{}}`, 403, ""},
+		{"oversize body", big, 413, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := tb.do(t, "POST", "/api/jobs", tok, tc.body)
+			if res.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", res.status, tc.status, res.body)
+			}
+			if ct := res.header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			p := res.json(t)
+			if p["status"] != float64(tc.status) || p["detail"] == "" || p["title"] == "" {
+				t.Fatalf("not a problem body: %s", res.body)
+			}
+			if tc.field != "" && p["field"] != tc.field {
+				t.Fatalf("field = %v, want %q: %s", p["field"], tc.field, res.body)
+			}
+		})
+	}
+	// Nothing was recorded (and so nothing enqueued) for any refusal.
+	res := tb.do(t, "GET", "/api/jobs", tok, "")
+	if items := res.json(t)["items"].([]any); len(items) != 0 {
+		t.Fatalf("refused submissions left %d jobs", len(items))
+	}
+}
+
+func TestJobsAcrossEngines(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			tb := setup(t, d)
+			alice, bob, admin := tb.token(t, "alice", "user"), tb.token(t, "bob", "user"), tb.token(t, "root", "admin")
+			probe := `{"type":"system:probe","params":{"steps":1}}`
+
+			res := tb.do(t, "POST", "/api/jobs", alice, probe, "Idempotency-Key", "abc")
+			if res.status != 202 {
+				t.Fatalf("submit: %d %s", res.status, res.body)
+			}
+			j := res.json(t)
+			id := j["id"].(string)
+			if res.header.Get("Location") != "/api/jobs/"+id || j["status"] != "queued" || j["submitted_by"] != "alice" {
+				t.Fatalf("submit answer: %v %s", res.header, res.body)
+			}
+			again := tb.do(t, "POST", "/api/jobs", alice, probe, "Idempotency-Key", "abc")
+			if again.status != 202 || again.json(t)["id"] != id || again.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("idempotent replay: %d %s", again.status, again.body)
+			}
+			bobs := tb.do(t, "POST", "/api/jobs", bob, probe, "Idempotency-Key", "abc")
+			if bobs.json(t)["id"] == id {
+				t.Fatal("another user's idempotency key returned alice's job")
+			}
+
+			if res := tb.do(t, "GET", "/api/jobs/"+id, bob, ""); res.status != 404 {
+				t.Fatalf("bob reads alice's job: %d", res.status)
+			}
+			if res := tb.do(t, "POST", "/api/jobs/"+id+"/cancel", bob, ""); res.status != 404 {
+				t.Fatalf("bob cancels alice's job: %d", res.status)
+			}
+			if n := len(tb.do(t, "GET", "/api/jobs", bob, "").json(t)["items"].([]any)); n != 1 {
+				t.Fatalf("bob lists %d jobs, want his 1", n)
+			}
+			if n := len(tb.do(t, "GET", "/api/jobs", admin, "").json(t)["items"].([]any)); n != 2 {
+				t.Fatalf("admin lists %d jobs, want 2", n)
+			}
+			if res := tb.do(t, "GET", "/api/jobs/"+id, admin, ""); res.status != 200 {
+				t.Fatalf("admin reads alice's job: %d", res.status)
+			}
+
+			// Pagination with a cursor.
+			for i := 0; i < 3; i++ {
+				tb.do(t, "POST", "/api/jobs", alice, probe)
+			}
+			page := tb.do(t, "GET", "/api/jobs?limit=3", alice, "").json(t)
+			next, _ := page["next_cursor"].(string)
+			if len(page["items"].([]any)) != 3 || next == "" {
+				t.Fatalf("page 1: %v", page)
+			}
+			page2 := tb.do(t, "GET", "/api/jobs?limit=3&cursor="+next, alice, "").json(t)
+			if items := page2["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != id {
+				t.Fatalf("page 2: %v", page2)
+			}
+			if res := tb.do(t, "GET", "/api/jobs?status=bogus", alice, ""); res.status != 422 || res.json(t)["field"] != "status" {
+				t.Fatalf("bad status filter: %d %s", res.status, res.body)
+			}
+
+			// Cancel a queued job: final, and events close with "canceled".
+			res = tb.do(t, "POST", "/api/jobs/"+id+"/cancel", alice, "")
+			if res.status != 200 || res.json(t)["status"] != "canceled" {
+				t.Fatalf("cancel: %d %s", res.status, res.body)
+			}
+			if res := tb.do(t, "POST", "/api/jobs/"+id+"/cancel", alice, ""); res.status != 409 {
+				t.Fatalf("second cancel: %d", res.status)
+			}
+			stream := tb.do(t, "GET", "/api/jobs/"+id+"/events", alice, "")
+			if stream.header.Get("Content-Type") != "text/event-stream" || stream.header.Get("X-Accel-Buffering") != "no" {
+				t.Fatalf("stream headers: %v", stream.header)
+			}
+			body := string(stream.body)
+			if !strings.Contains(body, "id: 1\nevent: queued\n") || !strings.Contains(body, "id: 2\nevent: canceled\n") {
+				t.Fatalf("stream body:\n%s", body)
+			}
+			if res := tb.do(t, "GET", "/api/jobs/"+id+"/events", alice, "", "Last-Event-ID", "1"); strings.Contains(string(res.body), "id: 1\n") || !strings.Contains(string(res.body), "id: 2\n") {
+				t.Fatalf("resume after 1:\n%s", res.body)
+			}
+			if res := tb.do(t, "GET", "/api/jobs/"+id+"/events", alice, "", "Last-Event-ID", "x"); res.status != 400 {
+				t.Fatalf("bad Last-Event-ID: %d", res.status)
+			}
+			// Retry puts it back in the queue under the same ID.
+			res = tb.do(t, "POST", "/api/jobs/"+id+"/retry", alice, "")
+			if res.status != 202 || res.json(t)["status"] != "queued" || res.json(t)["id"] != id {
+				t.Fatalf("retry: %d %s", res.status, res.body)
+			}
+		})
+	}
+}
+
+func TestRecalculateCompatibilityRoute(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	res := tb.do(t, "POST", "/api/tasks/recalculate", tb.token(t, "ana", "analyst"), "")
+	if res.status != 202 || res.json(t)["type"] != tasks.TypeRecalculate {
+		t.Fatalf("recalculate: %d %s", res.status, res.body)
+	}
+	if res := tb.do(t, "POST", "/api/tasks/recalculate", tb.token(t, "usr", "user"), ""); res.status != 403 {
+		t.Fatalf("user recalculate: %d", res.status)
+	}
+}
+
+func TestUsers(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	admin := tb.token(t, "root", "admin")
+	res := tb.do(t, "POST", "/api/users", admin, `{"email":"Ada@Example.com","full_name":"Ada Lovelace"}`)
+	if res.status != 201 || res.json(t)["email"] != "ada@example.com" {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	if res := tb.do(t, "POST", "/api/users", admin, `{"email":"ada@example.com"}`); res.status != 409 || res.json(t)["field"] != "email" {
+		t.Fatalf("duplicate: %d %s", res.status, res.body)
+	}
+	if res := tb.do(t, "POST", "/api/users", admin, `{"email":"not an email"}`); res.status != 422 || res.json(t)["field"] != "email" {
+		t.Fatalf("bad email: %d %s", res.status, res.body)
+	}
+	list := tb.do(t, "GET", "/api/users", admin, "").json(t)
+	if items := list["items"].([]any); len(items) != 1 {
+		t.Fatalf("list: %v", list)
+	}
+	if res := tb.do(t, "GET", "/api/users", tb.token(t, "u", "user"), ""); res.status != 403 {
+		t.Fatalf("user lists users: %d", res.status)
+	}
+}
