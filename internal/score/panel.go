@@ -66,42 +66,78 @@ func (s *Scorer) PanelDays(dst []Scores, assets []Inputs, from, to int) error {
 	return s.panelDays(dst, assets, from, to)
 }
 
-// panelDays scores the days [from, to) of a validated panel: for each day it
-// gathers the cross-section into the Scorer's day columns (taking log10 on
-// the way), scores it, and scatters the scores back to the assets.
+// panelBlock is the number of days panelDays moves between the per-asset
+// and the per-day layouts at once: each asset's columns are then read and
+// written 256 contiguous bytes at a time, which the hardware prefetches,
+// instead of one scattered cache line per day. The day-major buffers hold
+// 8 columns × panelBlock × assets values (2 MiB for 1,000 assets).
+const panelBlock = 32
+
+// panelDays scores the days [from, to) of a validated panel, panelBlock
+// days at a time: it gathers the blocks' cross-sections into the Scorer's
+// day-major buffers (taking log10 on the way), scores each day, and
+// scatters the scores back to the assets.
 func (s *Scorer) panelDays(dst []Scores, assets []Inputs, from, to int) error {
 	n := len(assets)
 	day := &s.day
-	day.Volume = resize(day.Volume, n)
-	day.MarketCap = resize(day.MarketCap, n)
-	day.Listings = resize(day.Listings, n)
-	day.RSI = resize(day.RSI, n)
-	day.VolumeChange = resize(day.VolumeChange, n)
-	s.out.resize(n)
-	nan := math.NaN()
-	for d := from; d < to; d++ {
+	day.Volume = resize(day.Volume, panelBlock*n)
+	day.MarketCap = resize(day.MarketCap, panelBlock*n)
+	day.Listings = resize(day.Listings, panelBlock*n)
+	day.RSI = resize(day.RSI, panelBlock*n)
+	day.VolumeChange = resize(day.VolumeChange, panelBlock*n)
+	s.out.resize(panelBlock * n)
+	for d0 := from; d0 < to; d0 += panelBlock {
+		d1 := min(d0+panelBlock, to)
 		for a := range assets {
 			in := &assets[a]
-			day.Volume[a] = nan
-			if in.Volume != nil {
-				day.Volume[a] = log10(in.Volume[d])
-			}
-			day.MarketCap[a] = nan
-			if in.MarketCap != nil {
-				day.MarketCap[a] = log10(in.MarketCap[d])
-			}
-			day.Listings[a] = at(in.Listings, d)
-			day.RSI[a] = at(in.RSI, d)
-			day.VolumeChange[a] = at(in.VolumeChange, d)
+			gather(day.Volume, in.Volume, d0, d1, a, n, true)
+			gather(day.MarketCap, in.MarketCap, d0, d1, a, n, true)
+			gather(day.Listings, in.Listings, d0, d1, a, n, false)
+			gather(day.RSI, in.RSI, d0, d1, a, n, false)
+			gather(day.VolumeChange, in.VolumeChange, d0, d1, a, n, false)
 		}
-		s.score(&s.out, day)
+		for d := d0; d < d1; d++ {
+			k, l := (d-d0)*n, (d-d0+1)*n
+			c := Inputs{
+				Volume: day.Volume[k:l], MarketCap: day.MarketCap[k:l], Listings: day.Listings[k:l],
+				RSI: day.RSI[k:l], VolumeChange: day.VolumeChange[k:l],
+			}
+			out := Scores{Liquidity: s.out.Liquidity[k:l], Opportunity: s.out.Opportunity[k:l], Global: s.out.Global[k:l]}
+			s.score(&out, &c)
+		}
 		for a := range dst {
-			dst[a].Liquidity[d] = s.out.Liquidity[a]
-			dst[a].Opportunity[d] = s.out.Opportunity[a]
-			dst[a].Global[d] = s.out.Global[a]
+			scatter(dst[a].Liquidity, s.out.Liquidity, d0, d1, a, n)
+			scatter(dst[a].Opportunity, s.out.Opportunity, d0, d1, a, n)
+			scatter(dst[a].Global, s.out.Global, d0, d1, a, n)
 		}
 	}
 	return nil
+}
+
+// gather copies src[d0:d1] (an asset's column; NaN when nil) to
+// blk[(d−d0)·n + a], taking log10 when logScale.
+func gather(blk, src []float64, d0, d1, a, n int, logScale bool) {
+	switch {
+	case src == nil:
+		for d := d0; d < d1; d++ {
+			blk[(d-d0)*n+a] = math.NaN()
+		}
+	case logScale:
+		for d, v := range src[d0:d1] {
+			blk[d*n+a] = log10(v)
+		}
+	default:
+		for d, v := range src[d0:d1] {
+			blk[d*n+a] = v
+		}
+	}
+}
+
+// scatter copies blk[(d−d0)·n + a] back to dst[d0:d1].
+func scatter(dst, blk []float64, d0, d1, a, n int) {
+	for d := range dst[d0:d1] {
+		dst[d0+d] = blk[d*n+a]
+	}
 }
 
 // maxLen returns the length of in's non-nil columns (0 when all are nil).

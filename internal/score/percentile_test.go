@@ -66,3 +66,46 @@ func TestBand_Random(t *testing.T) {
 		}
 	}
 }
+
+// TestScorer_BandBracketed scores a drifting universe day after day (with a
+// crash day and a universe that changes size) and expects every band to be
+// exactly band's, most of them found by the one-pass bracketed selection.
+func TestScorer_BandBracketed(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(11, 12))
+	const n, days = 1000, 400
+	level := make([]float64, n)
+	for i := range level {
+		level[i] = 3 + 6*r.Float64()
+	}
+	var s Scorer
+	col := make([]float64, n)
+	for d := range days {
+		shift := 0.0
+		if d == 200 {
+			shift = -2 // a market-wide crash: the brackets miss
+		}
+		for i := range level {
+			level[i] += shift + 0.1*r.NormFloat64()
+			col[i] = level[i]
+			if r.IntN(10) == 0 || (d > 300 && i%3 == 0) {
+				col[i] = math.NaN()
+			}
+		}
+		var present []float64
+		for _, x := range col {
+			if !math.IsNaN(x) {
+				present = append(present, x)
+			}
+		}
+		wantLo, wantHi := band(present)
+		lo, hi, ok := s.band(col, compVolume)
+		if !ok || lo != wantLo || hi != wantHi {
+			t.Fatalf("day %d: band = (%v, %v, %v), want (%v, %v)", d, lo, hi, ok, wantLo, wantHi)
+		}
+	}
+	if s.bands.bracketed < days*8/10 {
+		t.Errorf("%d of %d bands bracketed (%d in full), want most", s.bands.bracketed, days, s.bands.full)
+	}
+	t.Logf("%d bands bracketed, %d in full", s.bands.bracketed, s.bands.full)
+}

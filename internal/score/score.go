@@ -61,11 +61,23 @@ func (s *Scores) resize(n int) {
 // buffers between calls so that a long run does not allocate. A Scorer is
 // not safe for concurrent use: give each goroutine its own.
 type Scorer struct {
-	day     Inputs // one day's transformed cross-section (panel)
-	out     Scores // one day's scores (panel)
-	weights []float64
+	day     Inputs    // transformed cross-sections of up to panelBlock days
+	out     Scores    // their scores
 	sel     []float64 // selection scratch for the percentiles
+	b5, b95 []float64 // bracketed selection buckets
+	hints   [nComponents]hint
+	// bands counts the bands computed in one pass (bracketed) and in full.
+	bands struct{ bracketed, full int }
 }
+
+// The normalised components, each with its hint.
+const (
+	compVolume = iota
+	compMarketCap
+	compListings
+	compVolumeChange
+	nComponents
+)
 
 // Day computes the scores of one day's universe: in holds one entry per
 // asset, dst receives one score per asset (its columns are resized to the
@@ -163,56 +175,50 @@ func fill(dst []float64, v float64) {
 	}
 }
 
-// log10 returns log10(v) for a positive finite v, NaN otherwise.
-func log10(v float64) float64 {
-	if v > 0 && v <= math.MaxFloat64 {
-		return math.Log10(v)
-	}
-	return math.NaN()
-}
-
 // isPresent reports whether x is a number (not NaN, not ±Inf).
 func isPresent(x float64) bool { return x-x == 0 }
 
 // score computes dst (already sized) from the transformed day columns c
-// (log10 volume and market cap, NaN = missing).
+// (log10 volume and market cap, NaN = missing): one pass per component for
+// its band, then one pass over the assets for the three scores.
 func (s *Scorer) score(dst *Scores, c *Inputs) {
-	n := len(dst.Liquidity)
+	vLo, vHi, _ := s.band(c.Volume, compVolume)
+	mLo, mHi, _ := s.band(c.MarketCap, compMarketCap)
+	lLo, lHi, _ := s.band(c.Listings, compListings)
+	cLo, cHi, _ := s.band(c.VolumeChange, compVolumeChange)
 	liq, opp, glob := dst.Liquidity, dst.Opportunity, dst.Global
-	s.weights = resize(s.weights, n)
-	w := s.weights
+	vol, mcap, lst, rsis, vcs := c.Volume[:len(liq)], c.MarketCap[:len(liq)], c.Listings[:len(liq)], c.RSI[:len(liq)], c.VolumeChange[:len(liq)]
 	for i := range liq {
-		liq[i], w[i] = 0, 0
-	}
-	s.addComponent(liq, w, c.Volume, LiquidityVolumeWeight)
-	s.addComponent(liq, w, c.MarketCap, LiquidityMarketCapWeight)
-	s.addComponent(liq, w, c.Listings, LiquidityListingsWeight)
-	for i := range liq {
-		if w[i] > 0 {
-			liq[i] /= w[i]
-		} else {
-			liq[i] = math.NaN()
+		// A present value implies a present band, so ok needs no check.
+		var acc, w float64
+		if x := vol[i]; isPresent(x) {
+			acc += LiquidityVolumeWeight * normalise(x, vLo, vHi)
+			w += LiquidityVolumeWeight
 		}
-	}
+		if x := mcap[i]; isPresent(x) {
+			acc += LiquidityMarketCapWeight * normalise(x, mLo, mHi)
+			w += LiquidityMarketCapWeight
+		}
+		if x := lst[i]; isPresent(x) {
+			acc += LiquidityListingsWeight * normalise(x, lLo, lHi)
+			w += LiquidityListingsWeight
+		}
+		l := math.NaN()
+		if w > 0 {
+			l = acc / w
+		}
 
-	// The normalised volume change (0–100) goes into opp first.
-	lo, hi, ok := s.band(c.VolumeChange)
-	for i, vc := range c.VolumeChange {
-		rsi := c.RSI[i]
-		if !isPresent(rsi) {
-			opp[i] = math.NaN()
-			continue
+		o := math.NaN()
+		if rsi := rsis[i]; isPresent(rsi) {
+			r := min(max((RSICeiling-rsi)/RSISpan, 0), 1)
+			if vc := vcs[i]; isPresent(vc) {
+				o = OpportunityRSIWeight*100*r + OpportunityVolumeChangeWeight*normalise(vc, cLo, cHi)
+			} else {
+				o = 100 * r
+			}
 		}
-		r := min(max((RSICeiling-rsi)/RSISpan, 0), 1)
-		if ok && isPresent(vc) {
-			opp[i] = OpportunityRSIWeight*100*r + OpportunityVolumeChangeWeight*normalise(vc, lo, hi)
-		} else {
-			opp[i] = 100 * r
-		}
-	}
 
-	for i := range glob {
-		l, o := liq[i], opp[i]
+		liq[i], opp[i] = l, o
 		switch {
 		case l == l && o == o:
 			glob[i] = (l + o) / 2
@@ -224,24 +230,22 @@ func (s *Scorer) score(dst *Scores, c *Inputs) {
 	}
 }
 
-// addComponent adds weight·normalised(col) to acc and weight to wsum where
-// col is present.
-func (s *Scorer) addComponent(acc, wsum, col []float64, weight float64) {
-	lo, hi, ok := s.band(col)
-	if !ok {
-		return
-	}
-	for i, x := range col {
-		if isPresent(x) {
-			acc[i] += weight * normalise(x, lo, hi)
-			wsum[i] += weight
-		}
-	}
-}
-
 // band returns the p5–p95 band of col's present values; ok is false when
-// none is present.
-func (s *Scorer) band(col []float64) (lo, hi float64, ok bool) {
+// none is present. comp names the component, whose previous band serves as
+// a hint (see bracketed).
+func (s *Scorer) band(col []float64, comp int) (lo, hi float64, ok bool) {
+	h := &s.hints[comp]
+	if h.ok {
+		var done bool
+		if lo, hi, ok, done = s.bracketed(col, h); done {
+			if ok {
+				h.lo, h.hi = lo, hi
+			}
+			s.bands.bracketed++
+			return lo, hi, ok
+		}
+		h.w *= 2 // missed: widen the brackets for the next day
+	}
 	s.sel = resize(s.sel, len(col))
 	sel := s.sel[:0]
 	for _, x := range col {
@@ -252,8 +256,84 @@ func (s *Scorer) band(col []float64) (lo, hi float64, ok bool) {
 	if len(sel) == 0 {
 		return 0, 0, false
 	}
+	s.bands.full++
 	lo, hi = band(sel)
+	if !h.ok {
+		h.w = (hi - lo) / 50
+	}
+	h.lo, h.hi, h.ok = lo, hi, h.w > 0
 	return lo, hi, true
+}
+
+// hint is a component's band on the previous day scored by this Scorer and
+// the half-width of the brackets put around it.
+type hint struct {
+	lo, hi, w float64
+	ok        bool
+}
+
+// bracketed computes the band of col in one pass when the order statistics
+// it needs lie within ±h.w of the previous band, which is the rule from one
+// day to the next: values outside the brackets are only counted, values
+// inside are collected, and the order statistics are selected among those
+// few. The result is exactly band's. done is false when the brackets
+// overlap or miss an order statistic: the caller then computes the band in
+// full. The width adapts: halved while the buckets hold more than 32
+// values, doubled by the caller after a miss.
+func (s *Scorer) bracketed(col []float64, h *hint) (lo, hi float64, ok, done bool) {
+	a5lo, a5hi := h.lo-h.w, h.lo+h.w
+	a95lo, a95hi := h.hi-h.w, h.hi+h.w
+	if !(a5hi < a95lo) {
+		return 0, 0, false, false
+	}
+	s.b5 = resize(s.b5, len(col))
+	s.b95 = resize(s.b95, len(col))
+	b5, b95 := s.b5[:0], s.b95[:0]
+	var n, below, above int
+	for _, x := range col {
+		switch {
+		case !isPresent(x):
+			continue
+		case x > a5hi && x < a95lo: // the bulk: between the brackets
+		case x <= a5hi:
+			if x >= a5lo {
+				b5 = append(b5, x)
+			} else {
+				below++
+			}
+		default:
+			if x <= a95hi {
+				b95 = append(b95, x)
+			} else {
+				above++
+			}
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, 0, false, true
+	}
+	if n < 3 {
+		return 0, 0, false, false
+	}
+	h5 := float64(n-1) * (LowPercentile / 100.0)
+	h95 := float64(n-1) * (HighPercentile / 100.0)
+	i5, i95 := int(h5), int(h95)
+	// Order statistics i5, i5+1 must be in b5 and i95, i95+1 in b95
+	// (n ≥ 3, so i95+1 ≤ n−1).
+	j5 := i5 - below
+	j95 := i95 - (n - above - len(b95))
+	if j5 < 0 || j5+1 >= len(b5) || j95 < 0 || j95+1 >= len(b95) {
+		return 0, 0, false, false
+	}
+	x5 := selectK(b5, j5)
+	lo = lerp(x5, minOf(b5[j5+1:]), h5-float64(i5))
+	x95 := selectK(b95, j95)
+	hi = lerp(x95, minOf(b95[j95+1:]), h95-float64(i95))
+	if len(b5)+len(b95) > 64 {
+		h.w /= 2
+	}
+	return lo, hi, true, true
 }
 
 // normalise maps x to 0–100 over the band [lo, hi]: ≤ lo → 0, ≥ hi → 100,
