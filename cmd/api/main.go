@@ -182,4 +182,3 @@ func mintToken(cfg config.Config, args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout, tok)
 	return nil
 }
-

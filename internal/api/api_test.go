@@ -71,7 +71,7 @@ func setup(t *testing.T, dialect database.Dialect) *testBundle {
 	srv := api.New(svc, store, bus, verifier, az, api.Config{
 		Registry: prometheus.NewRegistry(), DevIssuer: issuer, MaxBodyBytes: 4096, Heartbeat: 200 * time.Millisecond,
 		QueuesUI: asynqmon.New(asynqmon.Options{RootPath: "/admin/queues", RedisConnOpt: redisOpt}),
-		Checks: []api.Checker{{Name: "database", Check: store.Ping}},
+		Checks:   []api.Checker{{Name: "database", Check: store.Ping}},
 	})
 	handler = srv
 	return &testBundle{srv: srv, url: ts.URL, issuer: issuer, store: store}

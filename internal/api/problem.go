@@ -91,4 +91,3 @@ type conflictWithJob struct {
 
 func (e *conflictWithJob) Error() string { return e.err.Error() }
 func (e *conflictWithJob) Unwrap() error { return e.err }
-

@@ -32,16 +32,16 @@ type Checker struct {
 
 // Config configures a Server. Zero fields take the documented defaults.
 type Config struct {
-	Logger        *slog.Logger
-	Registry      *prometheus.Registry // required: metrics are never on the default registry
-	Reporter      ErrorReporter        // optional
-	MaxBodyBytes  int64                // default 1 MiB
-	Heartbeat     time.Duration        // SSE heartbeat; default 15s
-	ReadyTimeout  time.Duration        // per /readyz check; default 2s
-	RequestTimeout time.Duration       // non-streaming requests; default 15s
-	DevIssuer     *auth.DevIssuer      // set in dev mode: serves discovery and JWKS
-	QueuesUI      http.Handler         // asynqmon, mounted at /admin/queues
-	Checks        []Checker
+	Logger         *slog.Logger
+	Registry       *prometheus.Registry // required: metrics are never on the default registry
+	Reporter       ErrorReporter        // optional
+	MaxBodyBytes   int64                // default 1 MiB
+	Heartbeat      time.Duration        // SSE heartbeat; default 15s
+	ReadyTimeout   time.Duration        // per /readyz check; default 2s
+	RequestTimeout time.Duration        // non-streaming requests; default 15s
+	DevIssuer      *auth.DevIssuer      // set in dev mode: serves discovery and JWKS
+	QueuesUI       http.Handler         // asynqmon, mounted at /admin/queues
+	Checks         []Checker
 }
 
 // Server is the HTTP API.

@@ -24,11 +24,11 @@ const (
 
 // Spec describes a job type.
 type Spec struct {
-	Type       string            // "noun:verb", also the asynq task type
-	Queue      string            // default QueueDefault
-	Permission authz.Permission  // needed to submit it
-	MaxRetry   int               // default 3
-	Timeout    time.Duration     // per attempt; default 30m
+	Type       string           // "noun:verb", also the asynq task type
+	Queue      string           // default QueueDefault
+	Permission authz.Permission // needed to submit it
+	MaxRetry   int              // default 3
+	Timeout    time.Duration    // per attempt; default 30m
 	// Validate decodes and checks params and returns their canonical JSON.
 	// It returns *tokenlysis.Error values naming the field ("params.x").
 	Validate func(params json.RawMessage) (json.RawMessage, error)
