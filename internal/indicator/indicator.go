@@ -179,7 +179,7 @@ func (w *window) sd() float64 {
 	if w.m2 <= 0 {
 		return 0
 	}
-	return math.Sqrt(w.m2 / w.n)
+	return math.Sqrt(w.m2 * w.inv)
 }
 
 // StdDev writes the rolling population standard deviation of the last
@@ -245,39 +245,6 @@ func (w *window) recomputeValues(vs []float64) {
 	w.moves = 0
 }
 
-// recomputeReturns resets w exactly from the simple returns of the prices
-// in cs (non-prices skipped), the first price of cs being the base of the
-// first return.
-func (w *window) recomputeReturns(cs []float64) {
-	var sum float64
-	prev := math.NaN()
-	for _, c := range cs {
-		if isPrice(c) {
-			if isPrice(prev) {
-				sum += c/prev - 1
-			}
-			prev = c
-		}
-	}
-	w.k = sum / w.n
-	var s, ss float64
-	prev = math.NaN()
-	for _, c := range cs {
-		if isPrice(c) {
-			if isPrice(prev) {
-				y := c/prev - 1 - w.k
-				s += y
-				ss += y * y
-			}
-			prev = c
-		}
-	}
-	w.mean = s / w.n
-	w.m2 = ss - s*w.mean
-	w.peak = w.m2
-	w.moves = 0
-}
-
 // Volatility writes the realised volatility of closes into dst (reusing its
 // capacity) and returns it: the population standard deviation of the last
 // period simple returns (close/previous close − 1) times √annualization.
@@ -297,38 +264,46 @@ func Volatility(dst, closes []float64, period int, annualization float64) []floa
 	dst = resize(dst, len(closes))
 	scale := math.Sqrt(annualization)
 	w := window{n: float64(period), inv: 1 / float64(period)}
-	base := -1 // index of the close the oldest return in the window is taken from
-	prevIdx := -1
-	returns := 0
+	// The window's returns, oldest at pos once full. Up to 64 of them live
+	// on the stack; a longer period allocates.
+	var stack [64]float64
+	var ring []float64
+	if period <= len(stack) {
+		ring = stack[:period]
+	} else {
+		ring = make([]float64, period)
+	}
+	pos, returns := 0, 0
+	prev := math.NaN() // previous valid close
 	for i, c := range closes {
 		if !isPrice(c) {
 			dst[i] = math.NaN()
 			continue
 		}
-		if prevIdx < 0 {
-			prevIdx, base = i, i
+		if !isPrice(prev) {
+			prev = c
 			dst[i] = math.NaN()
 			continue
 		}
-		r := c/closes[prevIdx] - 1
-		prevIdx = i
+		r := c/prev - 1
+		prev = c
 		if returns < period {
+			ring[returns] = r
 			returns++
 			if returns < period {
 				dst[i] = math.NaN()
 				continue
 			}
-			w.recomputeReturns(closes[base : i+1])
+			w.recomputeValues(ring)
 		} else {
-			// The oldest return is closes[next]/closes[base] − 1.
-			next := base + 1
-			for !isPrice(closes[next]) {
-				next++
+			old := ring[pos]
+			ring[pos] = r
+			if pos++; pos == period {
+				pos = 0
 			}
-			w.replace(closes[next]/closes[base]-1, r)
-			base = next
+			w.replace(old, r)
 			if w.stale(period) {
-				w.recomputeReturns(closes[base : i+1])
+				w.recomputeValues(ring)
 			}
 		}
 		dst[i] = w.sd() * scale

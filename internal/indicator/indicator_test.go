@@ -196,29 +196,33 @@ func TestVolatility(t *testing.T) {
 func TestVolatility_Precision(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
-	const n, period = 5000, 30
+	const n = 5000
 	closes := make([]float64, n)
 	p := 1e-9 // a micro-priced token
 	for i := range closes {
 		p *= math.Exp(r.NormFloat64() * 0.05)
 		closes[i] = p
 	}
-	closes[2000] *= 1e6 // a bad tick: a return of ~1e6 enters and leaves the window
-	got := indicator.Volatility(nil, closes, period, 365)
-	for i := period; i < n; i++ {
-		var mean float64
-		for j := i - period + 1; j <= i; j++ {
-			mean += closes[j]/closes[j-1] - 1
-		}
-		mean /= period
-		var ss float64
-		for j := i - period + 1; j <= i; j++ {
-			d := closes[j]/closes[j-1] - 1 - mean
-			ss += d * d
-		}
-		want := math.Sqrt(ss/period) * math.Sqrt(365)
-		if rel := math.Abs(got[i]-want) / want; !(rel < 1e-9) {
-			t.Fatalf("[%d] = %.17g, want %.17g (relative error %.3g)", i, got[i], want, rel)
+	// A bad tick: a return of ~1e6 enters and leaves the window.
+	closes[2000] *= 1e6
+	// 70 is more than the 64 returns Volatility keeps on the stack.
+	for _, period := range []int{30, 70} {
+		got := indicator.Volatility(nil, closes, period, 365)
+		for i := period; i < n; i++ {
+			var mean float64
+			for j := i - period + 1; j <= i; j++ {
+				mean += closes[j]/closes[j-1] - 1
+			}
+			mean /= float64(period)
+			var ss float64
+			for j := i - period + 1; j <= i; j++ {
+				d := closes[j]/closes[j-1] - 1 - mean
+				ss += d * d
+			}
+			want := math.Sqrt(ss/float64(period)) * math.Sqrt(365)
+			if rel := math.Abs(got[i]-want) / want; !(rel < 1e-9) {
+				t.Fatalf("period %d [%d] = %.17g, want %.17g (relative error %.3g)", period, i, got[i], want, rel)
+			}
 		}
 	}
 }
