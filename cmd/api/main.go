@@ -25,6 +25,7 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/authz"
 	"github.com/tokenlysis/tokenlysis/internal/config"
 	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/errreport"
 	"github.com/tokenlysis/tokenlysis/internal/events"
 	"github.com/tokenlysis/tokenlysis/internal/job"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
@@ -111,11 +112,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	reporter, err := errreport.New(cfg.SentryDSN, cfg.Env, "")
+	if err != nil {
+		return fmt.Errorf("TOKENLYSIS_SENTRY_DSN: %w", err)
+	}
+	defer reporter.Flush(2 * time.Second)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	jobs := job.NewService(store, queue, inspector, bus, az, registry, job.ServiceConfig{Logger: log})
 	srv := api.New(jobs, store, bus, verifier, az, api.Config{
-		Logger: log, Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, DevIssuer: devIssuer,
+		Logger: log, Registry: reg, Reporter: reporter, MaxBodyBytes: cfg.MaxBodyBytes, DevIssuer: devIssuer,
 		QueuesUI: asynqmon.New(asynqmon.Options{RootPath: "/admin/queues", RedisConnOpt: redisOpt}),
 		Checks: []api.Checker{
 			{Name: "database", Check: store.Ping},

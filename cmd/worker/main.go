@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/tokenlysis/tokenlysis/internal/config"
 	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/errreport"
 	"github.com/tokenlysis/tokenlysis/internal/events"
 	"github.com/tokenlysis/tokenlysis/internal/job"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
@@ -69,9 +70,15 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	defer rdb.Close()
 	bus := events.NewBus(rdb, events.Config{Channel: cfg.EventsChannel(), Logger: log})
 
+	reporter, err := errreport.New(cfg.SentryDSN, cfg.Env, "")
+	if err != nil {
+		return fmt.Errorf("TOKENLYSIS_SENTRY_DSN: %w", err)
+	}
+	defer reporter.Flush(2 * time.Second)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	obs := newAttemptMetrics(reg)
+	obs := newAttemptObserver(reg, reporter)
 	runner := job.NewRunner(store, bus, job.RunnerConfig{Logger: log, Observer: obs})
 
 	srv := asynq.NewServer(redisOpt, asynq.Config{
@@ -151,18 +158,27 @@ func purgeLoop(ctx context.Context, store *sqlstore.Store, retention time.Durati
 	}
 }
 
-type attemptMetrics struct{ attempts *prometheus.CounterVec }
+// attemptObserver counts attempts by outcome and sends final failures and
+// panics to Sentry.
+type attemptObserver struct {
+	attempts *prometheus.CounterVec
+	reporter *errreport.Reporter
+}
 
-func newAttemptMetrics(reg *prometheus.Registry) *attemptMetrics {
-	m := &attemptMetrics{attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newAttemptObserver(reg *prometheus.Registry, reporter *errreport.Reporter) *attemptObserver {
+	m := &attemptObserver{reporter: reporter, attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenlysis_job_attempts_total", Help: "Job attempts by type and outcome.",
 	}, []string{"type", "outcome"})}
 	reg.MustRegister(m.attempts)
 	return m
 }
 
-func (m *attemptMetrics) AttemptDone(jobType, outcome string, _ error) {
+func (m *attemptObserver) AttemptDone(jobType, outcome string, err error) {
 	m.attempts.WithLabelValues(jobType, outcome).Inc()
+	var panicErr *job.PanicError
+	if outcome == "failed" || errors.As(err, &panicErr) {
+		m.reporter.Capture(err, map[string]string{"job_type": jobType, "outcome": outcome})
+	}
 }
 
 // asynqLogger adapts slog to asynq's logger.
