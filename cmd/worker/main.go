@@ -86,10 +86,13 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		// Poll idle queues often: a job submitted to an idle worker starts
 		// within 100 ms rather than asynq's default second.
 		TaskCheckInterval: 100 * time.Millisecond,
-		Queues:            map[string]int{job.QueueCritical: 6, job.QueueDefault: 3, job.QueueLow: 1},
-		RetryDelayFunc:    retryDelay(cfg.RetryBaseDelay),
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		Logger:            asynqLogger{log},
+		// Retries wait in asynq's retry set until the forwarder moves them;
+		// check at least as often as the shortest retry delay.
+		DelayedTaskCheckInterval: max(min(cfg.RetryBaseDelay, 5*time.Second), 50*time.Millisecond),
+		Queues:                   map[string]int{job.QueueCritical: 6, job.QueueDefault: 3, job.QueueLow: 1},
+		RetryDelayFunc:           retryDelay(cfg.RetryBaseDelay),
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   asynqLogger{log},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			id, _ := asynq.GetTaskID(ctx)
 			log.Warn("worker: attempt failed", "job_id", id, "job_type", t.Type(), "err", err)

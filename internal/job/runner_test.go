@@ -1,0 +1,218 @@
+package job_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/tokenlysis/tokenlysis/internal/auth"
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/internal/events"
+	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/redistest"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+const redisDB = 4
+
+type testBundle struct {
+	svc   *job.Service
+	store *sqlstore.Store
+	user  auth.Principal
+}
+
+// setup runs a real asynq server with the Runner middleware over real
+// Redis and a fresh database, with the test's handlers.
+func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFunc) testBundle {
+	t.Helper()
+	db := databasetest.New(t, d)
+	store := sqlstore.New(db)
+	rdb := redistest.Client(t, redisDB, "jobtest")
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	bus := events.NewBus(rdb, events.Config{Channel: redistest.Prefix() + "events"})
+	az, _ := authz.New(authz.Config{})
+	var specs []job.Spec
+	for typ := range handlers {
+		specs = append(specs, job.Spec{Type: typ, Permission: authz.JobsSubmit, MaxRetry: 2,
+			Validate: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
+	}
+	reg, err := job.NewRegistry(specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), inspector, bus, az, reg, job.ServiceConfig{})
+
+	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
+	srv := asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency: 4, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
+		LogLevel:       asynq.FatalLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.Use(job.NewRunner(store, bus, job.RunnerConfig{}).Middleware)
+	for typ, h := range handlers {
+		mux.Handle(typ, h)
+	}
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return testBundle{svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}}
+}
+
+func (tb testBundle) submit(t *testing.T, typ string) tokenlysis.Job {
+	t.Helper()
+	j, _, err := tb.svc.Submit(context.Background(), tb.user, job.SubmitRequest{Type: typ, Params: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// waitFor polls the job until cond holds, failing after 10 s.
+func (tb testBundle) waitFor(t *testing.T, id string, cond func(tokenlysis.Job) bool) tokenlysis.Job {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, err := tb.store.FindJob(context.Background(), id)
+		if err == nil && cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s never reached the expected state; last: %+v (err %v)", id, j, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (tb testBundle) kinds(t *testing.T, id string) string {
+	t.Helper()
+	evs, err := tb.store.Events(context.Background(), id, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks []string
+	for i, ev := range evs {
+		if ev.Seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d", i, ev.Seq)
+		}
+		ks = append(ks, string(ev.Kind))
+	}
+	return strings.Join(ks, ",")
+}
+
+func terminal(j tokenlysis.Job) bool { return j.Status.Terminal() }
+
+func TestRunner(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			var flaky atomic.Int32
+			release := make(chan struct{})
+			tb := setup(t, d, map[string]asynq.HandlerFunc{
+				"t:ok": func(ctx context.Context, _ *asynq.Task) error {
+					if err := job.Report(ctx, 50, "half", map[string]int{"n": 1}); err != nil {
+						return err
+					}
+					return job.SetResult(ctx, map[string]string{"answer": "42"})
+				},
+				"t:flaky": func(ctx context.Context, _ *asynq.Task) error {
+					if flaky.Add(1) == 1 {
+						return errors.New("transient")
+					}
+					return nil
+				},
+				"t:broken": func(ctx context.Context, _ *asynq.Task) error { return errors.New("always broken") },
+				"t:panics": func(ctx context.Context, _ *asynq.Task) error { panic("boom") },
+				"t:skip": func(ctx context.Context, _ *asynq.Task) error {
+					return fmt.Errorf("bad input: %w", asynq.SkipRetry)
+				},
+				"t:blocks": func(ctx context.Context, _ *asynq.Task) error {
+					job.Report(ctx, 1, "waiting", nil)
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+					// Whatever the handler does now, the cancel stands.
+					return job.Report(ctx, 99, "after cancel", nil)
+				},
+			})
+
+			t.Run("success records progress, result and events", func(t *testing.T) {
+				j := tb.waitFor(t, tb.submit(t, "t:ok").ID, terminal)
+				if j.Status != tokenlysis.JobSucceeded || j.Attempts != 1 || !strings.Contains(string(j.Result), "42") || j.Percent != 100 {
+					t.Fatalf("job = %+v", j)
+				}
+				if got := tb.kinds(t, j.ID); got != "queued,started,progress,succeeded" {
+					t.Fatalf("events = %s", got)
+				}
+			})
+			t.Run("a failed attempt is retried and the job succeeds", func(t *testing.T) {
+				j := tb.waitFor(t, tb.submit(t, "t:flaky").ID, terminal)
+				if j.Status != tokenlysis.JobSucceeded || j.Attempts != 2 {
+					t.Fatalf("job = %+v", j)
+				}
+				if got := tb.kinds(t, j.ID); got != "queued,started,retrying,started,succeeded" {
+					t.Fatalf("events = %s", got)
+				}
+			})
+			t.Run("the last retry fails the job", func(t *testing.T) {
+				j := tb.waitFor(t, tb.submit(t, "t:broken").ID, terminal)
+				if j.Status != tokenlysis.JobFailed || j.Attempts != 3 || !strings.Contains(j.Error, "always broken") {
+					t.Fatalf("job = %+v", j)
+				}
+				if got := tb.kinds(t, j.ID); got != "queued,started,retrying,started,retrying,started,failed" {
+					t.Fatalf("events = %s", got)
+				}
+			})
+			t.Run("a panic is an attempt's error", func(t *testing.T) {
+				j := tb.waitFor(t, tb.submit(t, "t:panics").ID, terminal)
+				if j.Status != tokenlysis.JobFailed || !strings.Contains(j.Error, "panic: boom") {
+					t.Fatalf("job = %+v", j)
+				}
+			})
+			t.Run("SkipRetry fails at once", func(t *testing.T) {
+				j := tb.waitFor(t, tb.submit(t, "t:skip").ID, terminal)
+				if j.Status != tokenlysis.JobFailed || j.Attempts != 1 {
+					t.Fatalf("job = %+v", j)
+				}
+			})
+			t.Run("cancel while running ends canceled, never retried", func(t *testing.T) {
+				j := tb.submit(t, "t:blocks")
+				tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Percent == 1 })
+				if _, err := tb.svc.Cancel(context.Background(), tb.user, j.ID); err != nil {
+					t.Fatal(err)
+				}
+				close(release)
+				j = tb.waitFor(t, j.ID, terminal)
+				if j.Status != tokenlysis.JobCanceled {
+					t.Fatalf("job = %+v", j)
+				}
+				// Give a wrongly scheduled retry the time to show up.
+				time.Sleep(300 * time.Millisecond)
+				if got := tb.kinds(t, j.ID); got != "queued,started,progress,canceled" {
+					t.Fatalf("events = %s", got)
+				}
+			})
+			t.Run("a job canceled before it starts never runs", func(t *testing.T) {
+				j := tb.submit(t, "t:ok")
+				tb.svc.Cancel(context.Background(), tb.user, j.ID)
+				time.Sleep(200 * time.Millisecond)
+				if got := tb.kinds(t, j.ID); got != "queued,canceled" {
+					t.Fatalf("events = %s", got)
+				}
+			})
+		})
+	}
+}
