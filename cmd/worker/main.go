@@ -1,6 +1,8 @@
 // Command worker runs Tokenlysis jobs: an asynq server whose one
 // middleware (job.Runner) keeps each job's SQL record and event log in
-// step, plus the housekeeping that purges old finished jobs.
+// step, plus housekeeping: the purge of old finished jobs and, every
+// minute, the reconciler that re-enqueues unfinished jobs whose task was
+// lost (e.g. a Redis restarted without persistence).
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -118,14 +121,24 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		go metricsSrv.Serve(ln)
 	}
 
-	purgeDone := make(chan struct{})
-	purgeCtx, stopPurge := context.WithCancel(ctx)
-	go func() { defer close(purgeDone); purgeLoop(purgeCtx, store, cfg.JobRetention, log) }()
+	registry, err := job.NewRegistry(tasks.Specs()...)
+	if err != nil {
+		srv.Shutdown()
+		return err
+	}
+	queue := asynq.NewClientFromRedisClient(rdb)
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	reconciler := job.NewReconciler(store, queue, inspector, registry, job.ReconcilerConfig{Logger: log})
+
+	var house sync.WaitGroup
+	houseCtx, stopHouse := context.WithCancel(ctx)
+	house.Go(func() { purgeLoop(houseCtx, store, cfg.JobRetention, log) })
+	house.Go(func() { reconciler.Run(houseCtx, time.Minute) })
 
 	<-ctx.Done()
 	log.Info("worker: shutting down")
-	stopPurge()
-	<-purgeDone
+	stopHouse()
+	house.Wait()
 	srv.Shutdown() // waits for running tasks up to ShutdownTimeout, then requeues them
 	if metricsSrv != nil {
 		metricsSrv.Close()

@@ -15,7 +15,7 @@ import (
 
 // RunStore is what the Runner needs of the SQL store.
 type RunStore interface {
-	StartAttempt(ctx context.Context, id string, attempt int) (tokenlysis.JobEvent, error)
+	StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error)
 	Progress(ctx context.Context, id string, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error)
 	Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 	Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error)
@@ -115,7 +115,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		log := r.log.With("job_id", id, "job_type", t.Type(), "attempt", retried+1)
 		bg := context.WithoutCancel(ctx)
 
-		ev, err := r.store.StartAttempt(bg, id, retried+1)
+		ev, err := r.store.StartAttempt(bg, id)
 		switch tokenlysis.ErrorCode(err) {
 		case "":
 			publish(ctx, r.pub, log, ev)

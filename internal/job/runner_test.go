@@ -25,9 +25,10 @@ import (
 const redisDB = 4
 
 type testBundle struct {
-	svc   *job.Service
-	store *sqlstore.Store
-	user  auth.Principal
+	svc        *job.Service
+	store      *sqlstore.Store
+	user       auth.Principal
+	reconciler *job.Reconciler
 }
 
 // setup runs a real asynq server with the Runner middleware over real
@@ -69,7 +70,9 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	return testBundle{svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}}
+	// Grace < 0: every unfinished job is checked, however fresh.
+	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second})
+	return testBundle{svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
 }
 
 func (tb testBundle) submit(t *testing.T, typ string) tokenlysis.Job {
@@ -135,6 +138,10 @@ func TestRunner(t *testing.T) {
 				},
 				"t:broken": func(ctx context.Context, _ *asynq.Task) error { return errors.New("always broken") },
 				"t:panics": func(ctx context.Context, _ *asynq.Task) error { panic("boom") },
+				"t:blocks2": func(ctx context.Context, _ *asynq.Task) error {
+					<-ctx.Done()
+					return ctx.Err()
+				},
 				"t:skip": func(ctx context.Context, _ *asynq.Task) error {
 					return fmt.Errorf("bad input: %w", asynq.SkipRetry)
 				},
@@ -204,6 +211,30 @@ func TestRunner(t *testing.T) {
 				if got := tb.kinds(t, j.ID); got != "queued,started,progress,canceled" {
 					t.Fatalf("events = %s", got)
 				}
+			})
+			t.Run("the reconciler re-enqueues a job that lost its task, once", func(t *testing.T) {
+				// A row whose task never reached Redis (the API died in between).
+				lost, _, err := tb.store.CreateJob(context.Background(), tokenlysis.Job{
+					ID: "01a20000-0000-7000-8000-" + fmt.Sprintf("%012d", time.Now().UnixNano()%1e12), Type: "t:ok", Queue: "default",
+					Params: json.RawMessage(`{}`), MaxRetry: 2, SubmittedBy: "tester",
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				held := tb.submit(t, "t:blocks2")
+				tb.waitFor(t, held.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+				n, err := tb.reconciler.Reconcile(context.Background())
+				if err != nil || n != 1 {
+					t.Fatalf("Reconcile = %d, %v; want exactly the lost job", n, err)
+				}
+				j := tb.waitFor(t, lost.ID, terminal)
+				if j.Status != tokenlysis.JobSucceeded || j.Attempts != 1 {
+					t.Fatalf("reconciled job = %+v", j)
+				}
+				if n, _ := tb.reconciler.Reconcile(context.Background()); n != 0 {
+					t.Fatalf("second pass re-enqueued %d jobs", n)
+				}
+				tb.svc.Cancel(context.Background(), tb.user, held.ID)
 			})
 			t.Run("a job canceled before it starts never runs", func(t *testing.T) {
 				j := tb.submit(t, "t:ok")

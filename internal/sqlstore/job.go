@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -259,14 +258,15 @@ func (s *Store) transition(ctx context.Context, op, id string, from []tokenlysis
 	return ev, wrap(op, tx.Commit())
 }
 
-// StartAttempt marks an unfinished job running for the given attempt
-// (1-based) and appends a "started" event.
+// StartAttempt marks an unfinished job running, counts one more attempt
+// and appends a "started" event. The count lives in SQL rather than in
+// asynq's retry counter, which restarts when a lost task is re-enqueued.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended (e.g. canceled).
-func (s *Store) StartAttempt(ctx context.Context, id string, attempt int) (tokenlysis.JobEvent, error) {
+func (s *Store) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
 	now := s.now()
 	return s.transition(ctx, "start job", id, active,
-		`status = 'running', attempts = ?, started_at = COALESCE(started_at, ?)`, []any{attempt, now},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "attempt " + strconv.Itoa(attempt)})
+		`status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)`, []any{now},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"})
 }
 
 // Progress records a running job's progress and appends a "progress" (or
@@ -333,4 +333,24 @@ func (s *Store) PurgeFinished(ctx context.Context, before time.Time) (int64, err
 	}
 	n, err := res.RowsAffected()
 	return n, wrap("purge jobs", err)
+}
+
+// StaleJobs returns unfinished jobs (queued, running, retrying) whose row
+// has not changed since before, oldest change first, at most limit. The
+// reconciler checks that each still has its asynq task.
+func (s *Store) StaleJobs(ctx context.Context, before time.Time, limit int) ([]tokenlysis.Job, error) {
+	q, args, err := sqlx.In(`SELECT `+jobColumns+` FROM jobs WHERE status IN (?) AND updated_at < ? ORDER BY updated_at LIMIT ?`,
+		active, before.UTC(), limit)
+	if err != nil {
+		return nil, wrap("list stale jobs", err)
+	}
+	var rows []jobRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), args...); err != nil {
+		return nil, wrap("list stale jobs", err)
+	}
+	jobs := make([]tokenlysis.Job, len(rows))
+	for i, r := range rows {
+		jobs[i] = r.job()
+	}
+	return jobs, nil
 }

@@ -97,7 +97,7 @@ func TestJobs(t *testing.T) {
 
 		t.Run("lifecycle numbers events without gaps", func(t *testing.T) {
 			j := mustCreate(t, s, newJob("alice"))
-			if _, err := s.StartAttempt(ctx, j.ID, 1); err != nil {
+			if _, err := s.StartAttempt(ctx, j.ID); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.Progress(ctx, j.ID, tokenlysis.JobEvent{Percent: 50, Message: "half", Data: json.RawMessage(`{"step":1}`)}); err != nil {
@@ -106,7 +106,7 @@ func TestJobs(t *testing.T) {
 			if _, err := s.Retrying(ctx, j.ID, "boom"); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.StartAttempt(ctx, j.ID, 2); err != nil {
+			if _, err := s.StartAttempt(ctx, j.ID); err != nil {
 				t.Fatal(err)
 			}
 			ev, err := s.Succeed(ctx, j.ID, json.RawMessage(`{"ok":true}`))
@@ -144,14 +144,14 @@ func TestJobs(t *testing.T) {
 			if _, err := s.Fail(ctx, j.ID, "late"); code(err) != tokenlysis.ECONFLICT {
 				t.Fatalf("Fail(succeeded) = %v, want conflict", err)
 			}
-			if _, err := s.StartAttempt(ctx, "missing", 1); code(err) != tokenlysis.ENOTFOUND {
+			if _, err := s.StartAttempt(ctx, "missing"); code(err) != tokenlysis.ENOTFOUND {
 				t.Fatalf("StartAttempt(missing) = %v, want not_found", err)
 			}
 		})
 
 		t.Run("cancel wins over a late success and requeue restarts", func(t *testing.T) {
 			j := mustCreate(t, s, newJob("alice"))
-			s.StartAttempt(ctx, j.ID, 1)
+			s.StartAttempt(ctx, j.ID)
 			if _, err := s.Cancel(ctx, j.ID); err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +176,7 @@ func TestJobs(t *testing.T) {
 
 		t.Run("concurrent writers never duplicate or skip a sequence number", func(t *testing.T) {
 			j := mustCreate(t, s, newJob("alice"))
-			s.StartAttempt(ctx, j.ID, 1)
+			s.StartAttempt(ctx, j.ID)
 			var wg sync.WaitGroup
 			for w := 0; w < 4; w++ {
 				wg.Add(1)
