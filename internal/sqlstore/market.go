@@ -1,0 +1,1039 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// Sources of market data, stored in the source column of coins,
+// market_snapshots, price_history and scores.
+const (
+	SourceCoinGecko = "coingecko" // the CoinGecko API
+	SourceDemo      = "demo"      // the bundled demo universe (internal/demo)
+	SourceCSV       = "csv"       // an imported CSV file (internal/marketimport)
+)
+
+func validSource(s string) bool {
+	return s == SourceCoinGecko || s == SourceDemo || s == SourceCSV
+}
+
+func sourceError(s string) error {
+	return tokenlysis.FieldErrorf("source", "Unknown data source %q: want coingecko, demo or csv.", s)
+}
+
+// maxParams bounds the bind parameters of one multi-row statement, under
+// SQLite's limit (32766) and PostgreSQL's (65535).
+const maxParams = 30000
+
+// placeholders returns rows groups of width ? placeholders: "(?, ?), (?, ?)".
+func placeholders(rows, width int) string {
+	one := "(" + strings.Repeat("?, ", width-1) + "?)"
+	var b strings.Builder
+	b.Grow(rows * (len(one) + 2))
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+	}
+	return b.String()
+}
+
+// dayStrings formats days for bind parameters, each distinct day once per
+// write call rather than once per row.
+type dayStrings map[Day]string
+
+func (c dayStrings) get(d Day) string {
+	s, ok := c[d]
+	if !ok {
+		s = dayArg(d)
+		c[d] = s
+	}
+	return s
+}
+
+// nanOf returns the value of a nullable float column, NaN for NULL.
+func nanOf(n sql.NullFloat64) float64 {
+	if !n.Valid {
+		return math.NaN()
+	}
+	return n.Float64
+}
+
+func dayBounds(from, to time.Time) (where []string, args []any) {
+	if !from.IsZero() {
+		where, args = append(where, "day >= ?"), append(args, timeDayArg(from))
+	}
+	if !to.IsZero() {
+		where, args = append(where, "day <= ?"), append(args, timeDayArg(to))
+	}
+	return where, args
+}
+
+// Day is a UTC calendar day, counted in days since 1970-01-01. Columnar
+// data (HistoryColumns, ScoreColumns) uses it instead of time.Time: four
+// bytes per point and plain integer arithmetic for day indexes.
+// Row-oriented methods take and return time.Time at 00:00 UTC.
+type Day int32
+
+// DayOf returns the UTC calendar day of t.
+func DayOf(t time.Time) Day {
+	s := t.Unix()
+	d := s / 86400
+	if s%86400 < 0 {
+		d--
+	}
+	return Day(d)
+}
+
+// Time returns 00:00 UTC of d.
+func (d Day) Time() time.Time { return time.Unix(int64(d)*86400, 0).UTC() }
+
+// String returns d as YYYY-MM-DD, the way SQLite stores days.
+func (d Day) String() string { return string(appendDay(make([]byte, 0, 10), d)) }
+
+// appendDay appends d as YYYY-MM-DD (years 0–9999) to b without going
+// through time.Time: the write paths format millions of days.
+func appendDay(b []byte, d Day) []byte {
+	y, m, dd := civil(int64(d))
+	return append(b, byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10))
+}
+
+// civil converts days since 1970-01-01 to a proleptic Gregorian date
+// (Howard Hinnant's civil_from_days).
+func civil(z int64) (y, m, d int64) {
+	z += 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y = yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = doy - (153*mp+2)/5 + 1
+	if mp < 10 {
+		m = mp + 3
+	} else {
+		m = mp - 9
+	}
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
+}
+
+// daysFromCivil is the inverse of civil.
+func daysFromCivil(y, m, d int64) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
+// parseDay parses YYYY-MM-DD (SQLite's day text), allowing a time suffix.
+func parseDay(b []byte) (Day, bool) {
+	if len(b) < 10 || b[4] != '-' || b[7] != '-' {
+		return 0, false
+	}
+	n := func(s []byte) (int64, bool) {
+		var v int64
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int64(c-'0')
+		}
+		return v, true
+	}
+	y, ok1 := n(b[0:4])
+	m, ok2 := n(b[5:7])
+	d, ok3 := n(b[8:10])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > 31 {
+		return 0, false
+	}
+	return Day(daysFromCivil(y, m, d)), true
+}
+
+// dayScanner reads a day column: DATE on PostgreSQL (time.Time), text on
+// SQLite.
+type dayScanner struct{ d *Day }
+
+func (s dayScanner) Scan(v any) error {
+	switch x := v.(type) {
+	case time.Time:
+		*s.d = DayOf(x)
+		return nil
+	case string:
+		if d, ok := parseDay([]byte(x)); ok {
+			*s.d = d
+			return nil
+		}
+	case []byte:
+		if d, ok := parseDay(x); ok {
+			*s.d = d
+			return nil
+		}
+	}
+	return fmt.Errorf("sqlstore: cannot read %T %v as a day", v, v)
+}
+
+// nullDay is a nullable day column (recalc_runs.since).
+type nullDay struct {
+	Day   Day
+	Valid bool
+}
+
+func (n *nullDay) Scan(v any) error {
+	if v == nil {
+		n.Valid = false
+		return nil
+	}
+	n.Valid = true
+	return dayScanner{&n.Day}.Scan(v)
+}
+
+// dayArg is a day as a bind parameter: 'YYYY-MM-DD', which SQLite stores as
+// is and PostgreSQL reads into a DATE.
+func dayArg(d Day) string { return d.String() }
+
+// timeDayArg is dayArg for a time.Time.
+func timeDayArg(t time.Time) string { return DayOf(t).String() }
+
+// nullable returns x, or nil (NULL) for NaN and ±Inf.
+func nullable(x float64) any {
+	if x-x != 0 {
+		return nil
+	}
+	return x
+}
+
+// Coin is a crypto asset.
+type Coin struct {
+	// ID is the CoinGecko ID (e.g. "bitcoin") or "demo-…" for demo assets.
+	ID     string
+	Symbol string
+	Name   string
+	// Categories are the coin's categories (themes), possibly none.
+	Categories []string
+	LogoURL    string
+	// ListingsCount is the number of exchange listings; nil when unknown.
+	ListingsCount *int
+	// Source is where the coin's record came from: SourceCoinGecko,
+	// SourceDemo or SourceCSV.
+	Source    string
+	UpdatedAt time.Time
+}
+
+// CoinFilter selects coins. The zero value selects every coin.
+type CoinFilter struct {
+	// IDs, when not nil, restricts the result to these coins (an empty,
+	// non-nil slice selects nothing).
+	IDs []string
+	// Category, when set, keeps the coins having that category, compared
+	// case-insensitively.
+	Category string
+}
+
+const coinColumns = `c.id, c.symbol, c.name, c.categories, c.logo_url, c.listings_count, c.source, c.updated_at`
+
+// coinScan holds the scan targets of coinColumns.
+type coinScan struct {
+	c          Coin
+	categories string
+	listings   sql.NullInt64
+}
+
+func (cs *coinScan) dest() []any {
+	return []any{&cs.c.ID, &cs.c.Symbol, &cs.c.Name, &cs.categories, &cs.c.LogoURL, &cs.listings, &cs.c.Source, &cs.c.UpdatedAt}
+}
+
+func (cs *coinScan) coin() (Coin, error) {
+	c := cs.c
+	c.UpdatedAt = c.UpdatedAt.UTC()
+	c.Categories = []string{}
+	if err := json.Unmarshal([]byte(cs.categories), &c.Categories); err != nil {
+		return c, fmt.Errorf("categories of %s: %w", c.ID, err)
+	}
+	if cs.listings.Valid {
+		n := int(cs.listings.Int64)
+		c.ListingsCount = &n
+	}
+	return c, nil
+}
+
+// categoryFilter returns the SQL condition "coin c has category ?" of the
+// store's engine (categories are a JSON array: TEXT on SQLite, JSONB on
+// PostgreSQL).
+func (s *Store) categoryFilter() string {
+	if s.db.Dialect == database.Postgres {
+		return `EXISTS (SELECT 1 FROM jsonb_array_elements_text(c.categories) AS cat(v) WHERE lower(cat.v) = lower(?))`
+	}
+	return `EXISTS (SELECT 1 FROM json_each(c.categories) AS cat WHERE lower(cat.value) = lower(?))`
+}
+
+func validateCoin(c Coin) error {
+	if c.ID == "" {
+		return tokenlysis.FieldErrorf("id", "A coin needs an ID.")
+	}
+	if !validSource(c.Source) {
+		return sourceError(c.Source)
+	}
+	if c.ListingsCount != nil && *c.ListingsCount < 0 {
+		return tokenlysis.FieldErrorf("listings_count", "Coin %s: the listings count must not be negative.", c.ID)
+	}
+	return nil
+}
+
+// UpsertCoins inserts or updates coins in one transaction. On an existing
+// coin, an empty Symbol, Name, LogoURL or Categories and a nil
+// ListingsCount keep the stored value (the CoinGecko market list, for one,
+// carries neither categories nor listings); Source and UpdatedAt (set to
+// now when zero) are always replaced.
+//
+// Errors: EINVALID for a coin without ID, with an unknown source or a
+// negative listings count.
+func (s *Store) UpsertCoins(ctx context.Context, coins []Coin) error {
+	for _, c := range coins {
+		if err := validateCoin(c); err != nil {
+			return err
+		}
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return wrap("upsert coins", err)
+	}
+	defer tx.Rollback()
+	if err := s.upsertCoins(ctx, tx, coins); err != nil {
+		return wrap("upsert coins", err)
+	}
+	return wrap("upsert coins", tx.Commit())
+}
+
+func (s *Store) upsertCoins(ctx context.Context, tx sqlx.ExecerContext, coins []Coin) error {
+	const width = 8
+	const q = `INSERT INTO coins (id, symbol, name, categories, logo_url, listings_count, source, updated_at) VALUES %s
+		ON CONFLICT (id) DO UPDATE SET
+			symbol = CASE WHEN excluded.symbol = '' THEN coins.symbol ELSE excluded.symbol END,
+			name = CASE WHEN excluded.name = '' THEN coins.name ELSE excluded.name END,
+			categories = CASE WHEN excluded.categories = '[]' THEN coins.categories ELSE excluded.categories END,
+			logo_url = CASE WHEN excluded.logo_url = '' THEN coins.logo_url ELSE excluded.logo_url END,
+			listings_count = COALESCE(excluded.listings_count, coins.listings_count),
+			source = excluded.source,
+			updated_at = excluded.updated_at`
+	now := s.now()
+	for batch := range slices.Chunk(coins, maxParams/width) {
+		args := make([]any, 0, len(batch)*width)
+		for _, c := range batch {
+			cats := c.Categories
+			if cats == nil {
+				cats = []string{}
+			}
+			js, err := json.Marshal(cats)
+			if err != nil {
+				return err
+			}
+			var listings any
+			if c.ListingsCount != nil {
+				listings = int64(*c.ListingsCount)
+			}
+			updated := c.UpdatedAt
+			if updated.IsZero() {
+				updated = now
+			}
+			args = append(args, c.ID, c.Symbol, c.Name, string(js), c.LogoURL, listings, c.Source, updated.UTC())
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(fmt.Sprintf(q, placeholders(len(batch), width))), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureCoin inserts c unless a coin with its ID exists, and reports
+// whether it did.
+func (s *Store) ensureCoin(ctx context.Context, tx sqlx.ExecerContext, c Coin) (bool, error) {
+	cats := c.Categories
+	if cats == nil {
+		cats = []string{}
+	}
+	js, err := json.Marshal(cats)
+	if err != nil {
+		return false, err
+	}
+	var listings any
+	if c.ListingsCount != nil {
+		listings = int64(*c.ListingsCount)
+	}
+	updated := c.UpdatedAt
+	if updated.IsZero() {
+		updated = s.now()
+	}
+	const q = `INSERT INTO coins (id, symbol, name, categories, logo_url, listings_count, source, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	res, err := tx.ExecContext(ctx, s.rebind(q), c.ID, c.Symbol, c.Name, string(js), c.LogoURL, listings, c.Source, updated.UTC())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// FindCoin returns the coin with the given ID.
+// Errors: ENOTFOUND.
+func (s *Store) FindCoin(ctx context.Context, id string) (Coin, error) {
+	var cs coinScan
+	err := s.db.QueryRowxContext(ctx, s.rebind(`SELECT `+coinColumns+` FROM coins c WHERE c.id = ?`), id).Scan(cs.dest()...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Coin{}, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Coin %q not found.", id)
+	} else if err != nil {
+		return Coin{}, wrap("find coin", err)
+	}
+	c, err := cs.coin()
+	return c, wrap("find coin", err)
+}
+
+// ListCoins returns the coins matching f, ordered by ID.
+func (s *Store) ListCoins(ctx context.Context, f CoinFilter) ([]Coin, error) {
+	if f.IDs != nil && len(f.IDs) == 0 {
+		return []Coin{}, nil
+	}
+	where, args := []string{"1 = 1"}, []any{}
+	if f.IDs != nil {
+		where, args = append(where, "c.id IN (?)"), append(args, f.IDs)
+	}
+	if f.Category != "" {
+		where, args = append(where, s.categoryFilter()), append(args, f.Category)
+	}
+	q, args, err := sqlx.In(`SELECT `+coinColumns+` FROM coins c WHERE `+strings.Join(where, " AND ")+` ORDER BY c.id`, args...)
+	if err != nil {
+		return nil, wrap("list coins", err)
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, wrap("list coins", err)
+	}
+	defer rows.Close()
+	coins := []Coin{}
+	var cs coinScan
+	for rows.Next() {
+		cs = coinScan{}
+		if err := rows.Scan(cs.dest()...); err != nil {
+			return nil, wrap("list coins", err)
+		}
+		c, err := cs.coin()
+		if err != nil {
+			return nil, wrap("list coins", err)
+		}
+		coins = append(coins, c)
+	}
+	return coins, wrap("list coins", rows.Err())
+}
+
+// missingCoin returns the first of ids that is not a coin, or "" when
+// every one is.
+func (s *Store) missingCoin(ctx context.Context, tx sqlx.QueryerContext, ids []string) (string, error) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	uniq := make([]string, 0, len(want))
+	for id := range want {
+		uniq = append(uniq, id)
+	}
+	slices.Sort(uniq)
+	for batch := range slices.Chunk(uniq, maxParams) {
+		q, args, err := sqlx.In(`SELECT id FROM coins WHERE id IN (?)`, batch)
+		if err != nil {
+			return "", err
+		}
+		var found []string
+		if err := sqlx.SelectContext(ctx, tx, &found, s.rebind(q), args...); err != nil {
+			return "", err
+		}
+		for _, id := range found {
+			delete(want, id)
+		}
+	}
+	for _, id := range uniq {
+		if want[id] {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+func coinNotFound(id string) error {
+	return tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Coin %q not found.", id)
+}
+
+// Snapshot is the latest market state of a coin. Unknown values are NaN
+// (Rank: 0).
+type Snapshot struct {
+	CoinID    string
+	Price     float64
+	MarketCap float64
+	Volume24h float64
+	// Rank is the market-cap rank, 1 for the largest; 0 when unknown.
+	Rank int
+	// Change24h is the price change over 24 hours, in percent.
+	Change24h float64
+	// AsOf is when the values were observed.
+	AsOf   time.Time
+	Source string
+}
+
+// Market is a coin with its latest snapshot.
+type Market struct {
+	Coin     Coin
+	Snapshot Snapshot
+}
+
+func validateSnapshot(m Snapshot) error {
+	if m.CoinID == "" {
+		return tokenlysis.FieldErrorf("coin_id", "A snapshot needs a coin ID.")
+	}
+	if !validSource(m.Source) {
+		return sourceError(m.Source)
+	}
+	if m.AsOf.IsZero() {
+		return tokenlysis.FieldErrorf("as_of", "Snapshot of %s: as_of is required.", m.CoinID)
+	}
+	return nil
+}
+
+// UpsertSnapshots replaces the latest snapshot of each given coin, in one
+// transaction.
+// Errors: ENOTFOUND for a coin that does not exist (nothing is written);
+// EINVALID for a snapshot without coin, time or a known source.
+func (s *Store) UpsertSnapshots(ctx context.Context, snaps []Snapshot) error {
+	for _, m := range snaps {
+		if err := validateSnapshot(m); err != nil {
+			return err
+		}
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return wrap("upsert snapshots", err)
+	}
+	defer tx.Rollback()
+	if err := s.upsertSnapshots(ctx, tx, snaps); err != nil {
+		return wrap("upsert snapshots", err)
+	}
+	return wrap("upsert snapshots", tx.Commit())
+}
+
+func (s *Store) upsertSnapshots(ctx context.Context, tx *sqlx.Tx, snaps []Snapshot) error {
+	ids := make([]string, len(snaps))
+	for i, m := range snaps {
+		ids[i] = m.CoinID
+	}
+	if id, err := s.missingCoin(ctx, tx, ids); err != nil {
+		return err
+	} else if id != "" {
+		return coinNotFound(id)
+	}
+	const width = 8
+	const q = `INSERT INTO market_snapshots (coin_id, price, market_cap, volume_24h, rank, change_24h, as_of, source) VALUES %s
+		ON CONFLICT (coin_id) DO UPDATE SET price = excluded.price, market_cap = excluded.market_cap,
+			volume_24h = excluded.volume_24h, rank = excluded.rank, change_24h = excluded.change_24h,
+			as_of = excluded.as_of, source = excluded.source`
+	for batch := range slices.Chunk(snaps, maxParams/width) {
+		args := make([]any, 0, len(batch)*width)
+		for _, m := range batch {
+			var rank any
+			if m.Rank > 0 {
+				rank = int64(m.Rank)
+			}
+			args = append(args, m.CoinID, nullable(m.Price), nullable(m.MarketCap), nullable(m.Volume24h), rank,
+				nullable(m.Change24h), m.AsOf.UTC(), m.Source)
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(fmt.Sprintf(q, placeholders(len(batch), width))), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TopMarkets returns the coins that have a snapshot, by descending market
+// cap (unknown last, then by ID), at most limit (default 100).
+func (s *Store) TopMarkets(ctx context.Context, limit int) ([]Market, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	const q = `SELECT ` + coinColumns + `, m.price, m.market_cap, m.volume_24h, m.rank, m.change_24h, m.as_of, m.source
+		FROM market_snapshots m JOIN coins c ON c.id = m.coin_id
+		ORDER BY m.market_cap DESC NULLS LAST, m.coin_id LIMIT ?`
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), limit)
+	if err != nil {
+		return nil, wrap("top markets", err)
+	}
+	defer rows.Close()
+	out := []Market{}
+	for rows.Next() {
+		var cs coinScan
+		var price, mcap, vol, change sql.NullFloat64
+		var rank sql.NullInt64
+		var m Snapshot
+		if err := rows.Scan(append(cs.dest(), &price, &mcap, &vol, &rank, &change, &m.AsOf, &m.Source)...); err != nil {
+			return nil, wrap("top markets", err)
+		}
+		c, err := cs.coin()
+		if err != nil {
+			return nil, wrap("top markets", err)
+		}
+		m.CoinID, m.Price, m.MarketCap, m.Volume24h, m.Change24h = c.ID, nanOf(price), nanOf(mcap), nanOf(vol), nanOf(change)
+		m.Rank, m.AsOf = int(rank.Int64), m.AsOf.UTC()
+		out = append(out, Market{Coin: c, Snapshot: m})
+	}
+	return out, wrap("top markets", rows.Err())
+}
+
+// HistoryRow is one day of a coin's market history. Price is required
+// (> 0); MarketCap and Volume are NaN when unknown, and a reported 0 stays
+// 0.
+type HistoryRow struct {
+	// Day is the UTC calendar day of the row (the time of day is ignored).
+	Day       time.Time
+	Price     float64
+	MarketCap float64
+	Volume    float64
+}
+
+// CoinHistory is rows of one coin's history, from one source, in
+// ascending day order without duplicates.
+type CoinHistory struct {
+	CoinID string
+	Source string
+	Rows   []HistoryRow
+}
+
+// PricePoint is a stored day of history with where it came from.
+type PricePoint struct {
+	Day       time.Time
+	Price     float64
+	MarketCap float64 // NaN when unknown
+	Volume    float64 // NaN when unknown
+	Source    string
+}
+
+// HistoryFilter selects history for LoadHistory.
+type HistoryFilter struct {
+	// CoinIDs, when not nil, restricts the result to these coins.
+	CoinIDs []string
+	// Since, when not zero, keeps the days on or after its UTC day.
+	Since time.Time
+}
+
+// HistoryColumns is one coin's history as columns, in ascending day order
+// (a missing day is simply absent). Element i of every column is day
+// Days[i]; MarketCap and Volume hold NaN where unknown. Sources lists the
+// distinct sources of the rows and SourceIndex[i] indexes it for day i.
+type HistoryColumns struct {
+	CoinID      string
+	Days        []Day
+	Price       []float64
+	MarketCap   []float64
+	Volume      []float64
+	Sources     []string
+	SourceIndex []uint8
+}
+
+// MarketData is what SaveMarket writes in one transaction.
+type MarketData struct {
+	Coins     []Coin
+	Snapshots []Snapshot
+	History   []CoinHistory
+}
+
+// historyRowsPerStatement is the rows of one multi-row history upsert.
+const historyRowsPerStatement = 500
+
+func validateHistory(h CoinHistory) error {
+	if h.CoinID == "" {
+		return tokenlysis.FieldErrorf("coin_id", "History needs a coin ID.")
+	}
+	if !validSource(h.Source) {
+		return sourceError(h.Source)
+	}
+	last := Day(math.MinInt32)
+	for _, r := range h.Rows {
+		d := DayOf(r.Day)
+		if d <= last {
+			return tokenlysis.FieldErrorf("day", "History of %s: day %s is duplicated or out of order.", h.CoinID, d)
+		}
+		last = d
+		if !(r.Price > 0 && r.Price <= math.MaxFloat64) {
+			return tokenlysis.FieldErrorf("price", "History of %s on %s: the price must be a positive number, got %v.", h.CoinID, d, r.Price)
+		}
+		for _, v := range []struct {
+			field string
+			x     float64
+		}{{"market_cap", r.MarketCap}, {"volume", r.Volume}} {
+			if v.x == v.x && (v.x < 0 || math.IsInf(v.x, 0)) {
+				return tokenlysis.FieldErrorf(v.field, "History of %s on %s: %s must be a non-negative number or unknown, got %v.", h.CoinID, d, v.field, v.x)
+			}
+		}
+	}
+	return nil
+}
+
+// UpsertHistory writes rows of one coin's history in one transaction: a
+// day already stored is replaced, other days are kept. It returns the rows
+// written.
+// Errors: ENOTFOUND for an unknown coin; EINVALID for an unknown source,
+// duplicate or unordered days, a price that is not positive or a negative
+// market cap or volume (nothing is written).
+func (s *Store) UpsertHistory(ctx context.Context, coinID, source string, rows []HistoryRow) (int, error) {
+	h := CoinHistory{CoinID: coinID, Source: source, Rows: rows}
+	if err := validateHistory(h); err != nil {
+		return 0, err
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, wrap("upsert history", err)
+	}
+	defer tx.Rollback()
+	if id, err := s.missingCoin(ctx, tx, []string{coinID}); err != nil {
+		return 0, wrap("upsert history", err)
+	} else if id != "" {
+		return 0, coinNotFound(id)
+	}
+	n, err := s.upsertHistories(ctx, tx, []CoinHistory{h})
+	if err != nil {
+		return 0, wrap("upsert history", err)
+	}
+	return n, wrap("upsert history", tx.Commit())
+}
+
+// ImportHistory writes one coin's history in one transaction, creating the
+// coin from c (Source included, which is also the rows' source) when it
+// does not exist yet, so that an import lands whole or not at all. An
+// existing coin's record is left as it is. It reports whether the coin was
+// created.
+// Errors: EINVALID as UpsertHistory and for an invalid c.
+func (s *Store) ImportHistory(ctx context.Context, c Coin, rows []HistoryRow) (created bool, err error) {
+	if err := validateCoin(c); err != nil {
+		return false, err
+	}
+	h := CoinHistory{CoinID: c.ID, Source: c.Source, Rows: rows}
+	if err := validateHistory(h); err != nil {
+		return false, err
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return false, wrap("import history", err)
+	}
+	defer tx.Rollback()
+	if created, err = s.ensureCoin(ctx, tx, c); err != nil {
+		return false, wrap("import history", err)
+	}
+	if _, err := s.upsertHistories(ctx, tx, []CoinHistory{h}); err != nil {
+		return false, wrap("import history", err)
+	}
+	return created, wrap("import history", tx.Commit())
+}
+
+// SaveMarket writes coins (as UpsertCoins), snapshots (as UpsertSnapshots)
+// and history (as UpsertHistory) in one transaction: all of it or nothing.
+// Errors: those of the three methods.
+func (s *Store) SaveMarket(ctx context.Context, m MarketData) error {
+	for _, c := range m.Coins {
+		if err := validateCoin(c); err != nil {
+			return err
+		}
+	}
+	for _, sn := range m.Snapshots {
+		if err := validateSnapshot(sn); err != nil {
+			return err
+		}
+	}
+	ids := make([]string, len(m.History))
+	for i, h := range m.History {
+		if err := validateHistory(h); err != nil {
+			return err
+		}
+		ids[i] = h.CoinID
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return wrap("save market", err)
+	}
+	defer tx.Rollback()
+	if err := s.upsertCoins(ctx, tx, m.Coins); err != nil {
+		return wrap("save market", err)
+	}
+	if err := s.upsertSnapshots(ctx, tx, m.Snapshots); err != nil {
+		return wrap("save market", err)
+	}
+	if id, err := s.missingCoin(ctx, tx, ids); err != nil {
+		return wrap("save market", err)
+	} else if id != "" {
+		return coinNotFound(id)
+	}
+	if _, err := s.upsertHistories(ctx, tx, m.History); err != nil {
+		return wrap("save market", err)
+	}
+	return wrap("save market", tx.Commit())
+}
+
+// upsertHistories writes validated histories of existing coins with
+// multi-row upserts of historyRowsPerStatement rows, the full-size
+// statement prepared once.
+func (s *Store) upsertHistories(ctx context.Context, tx *sqlx.Tx, hs []CoinHistory) (int, error) {
+	const width = 6
+	const q = `INSERT INTO price_history (coin_id, day, price, market_cap, volume, source) VALUES %s
+		ON CONFLICT (coin_id, day) DO UPDATE SET price = excluded.price, market_cap = excluded.market_cap,
+			volume = excluded.volume, source = excluded.source`
+	per := min(historyRowsPerStatement, maxParams/width)
+	var full *sqlx.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	days := dayStrings{}
+	args := make([]any, 0, per*width)
+	n, total := 0, 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == per {
+			if full == nil {
+				if full, err = tx.PreparexContext(ctx, s.rebind(fmt.Sprintf(q, placeholders(per, width)))); err != nil {
+					return err
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, s.rebind(fmt.Sprintf(q, placeholders(n, width))), args...)
+		}
+		total += n
+		args, n = args[:0], 0
+		return err
+	}
+	for _, h := range hs {
+		for _, r := range h.Rows {
+			args = append(args, h.CoinID, days.get(DayOf(r.Day)), r.Price, nullable(r.MarketCap), nullable(r.Volume), h.Source)
+			if n++; n == per {
+				if err := flush(); err != nil {
+					return total, err
+				}
+			}
+		}
+	}
+	return total, flush()
+}
+
+// LoadHistory returns the history matching f as columns, one
+// HistoryColumns per coin that has rows, ordered by coin ID. It is the
+// recalculation's bulk read: one ordered scan, no per-row allocation.
+func (s *Store) LoadHistory(ctx context.Context, f HistoryFilter) ([]HistoryColumns, error) {
+	if f.CoinIDs != nil && len(f.CoinIDs) == 0 {
+		return []HistoryColumns{}, nil
+	}
+	where, args := []string{"1 = 1"}, []any{}
+	if f.CoinIDs != nil {
+		where, args = append(where, "coin_id IN (?)"), append(args, f.CoinIDs)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "day >= ?"), append(args, timeDayArg(f.Since))
+	}
+	q, args, err := sqlx.In(`SELECT coin_id, day, price, market_cap, volume, source FROM price_history WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY coin_id, day`, args...)
+	if err != nil {
+		return nil, wrap("load history", err)
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, wrap("load history", err)
+	}
+	defer rows.Close()
+	out := []HistoryColumns{}
+	var (
+		id, src          sql.RawBytes
+		day              Day
+		price, mcap, vol sql.NullFloat64
+		cur              *HistoryColumns
+		lastSrc          = -1
+		dest             = []any{&id, dayScanner{&day}, &price, &mcap, &vol, &src}
+	)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, wrap("load history", err)
+		}
+		if cur == nil || cur.CoinID != string(id) {
+			out = append(out, HistoryColumns{CoinID: string(id)})
+			cur, lastSrc = &out[len(out)-1], -1
+		}
+		if lastSrc < 0 || cur.Sources[lastSrc] != string(src) {
+			lastSrc = slices.Index(cur.Sources, string(src))
+			if lastSrc < 0 {
+				if len(cur.Sources) == math.MaxUint8+1 {
+					return nil, wrap("load history", fmt.Errorf("coin %s has more than 256 sources", cur.CoinID))
+				}
+				cur.Sources = append(cur.Sources, string(src))
+				lastSrc = len(cur.Sources) - 1
+			}
+		}
+		cur.Days = append(cur.Days, day)
+		cur.Price = append(cur.Price, nanOf(price))
+		cur.MarketCap = append(cur.MarketCap, nanOf(mcap))
+		cur.Volume = append(cur.Volume, nanOf(vol))
+		cur.SourceIndex = append(cur.SourceIndex, uint8(lastSrc))
+	}
+	return out, wrap("load history", rows.Err())
+}
+
+// PriceHistory returns a coin's stored history between from and to
+// (inclusive UTC days; a zero bound is open), oldest first.
+// Errors: ENOTFOUND for an unknown coin.
+func (s *Store) PriceHistory(ctx context.Context, coinID string, from, to time.Time) ([]PricePoint, error) {
+	where, args := dayBounds(from, to)
+	where, args = append([]string{"coin_id = ?"}, where...), append([]any{coinID}, args...)
+	q := `SELECT day, price, market_cap, volume, source FROM price_history WHERE ` + strings.Join(where, " AND ") + ` ORDER BY day`
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, wrap("price history", err)
+	}
+	defer rows.Close()
+	out := []PricePoint{}
+	for rows.Next() {
+		var p PricePoint
+		var day Day
+		var mcap, vol sql.NullFloat64
+		if err := rows.Scan(dayScanner{&day}, &p.Price, &mcap, &vol, &p.Source); err != nil {
+			return nil, wrap("price history", err)
+		}
+		p.Day, p.MarketCap, p.Volume = day.Time(), nanOf(mcap), nanOf(vol)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("price history", err)
+	}
+	if len(out) == 0 {
+		if _, err := s.FindCoin(ctx, coinID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// FNG is the Fear & Greed index of one day.
+type FNG struct {
+	Day time.Time
+	// Value is 0 (extreme fear) to 100 (extreme greed).
+	Value          int
+	Classification string
+	// Source names the provider, e.g. "alternative.me".
+	Source string
+}
+
+// UpsertFNG writes index values in one transaction, replacing stored days,
+// and returns how many it wrote.
+// Errors: EINVALID for a value outside 0–100, a missing source or a
+// duplicate day (nothing is written).
+func (s *Store) UpsertFNG(ctx context.Context, points []FNG) (int, error) {
+	seen := map[Day]bool{}
+	for _, p := range points {
+		if p.Value < 0 || p.Value > 100 {
+			return 0, tokenlysis.FieldErrorf("value", "Fear & Greed value %d on %s is outside 0–100.", p.Value, DayOf(p.Day))
+		}
+		if p.Source == "" {
+			return 0, tokenlysis.FieldErrorf("source", "Fear & Greed value on %s has no source.", DayOf(p.Day))
+		}
+		if seen[DayOf(p.Day)] {
+			return 0, tokenlysis.FieldErrorf("day", "Fear & Greed day %s is duplicated.", DayOf(p.Day))
+		}
+		seen[DayOf(p.Day)] = true
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, wrap("upsert fng", err)
+	}
+	defer tx.Rollback()
+	const width = 4
+	const q = `INSERT INTO fng (day, value, classification, source) VALUES %s
+		ON CONFLICT (day) DO UPDATE SET value = excluded.value, classification = excluded.classification, source = excluded.source`
+	for batch := range slices.Chunk(points, maxParams/width) {
+		args := make([]any, 0, len(batch)*width)
+		for _, p := range batch {
+			args = append(args, timeDayArg(p.Day), int64(p.Value), p.Classification, p.Source)
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(fmt.Sprintf(q, placeholders(len(batch), width))), args...); err != nil {
+			return 0, wrap("upsert fng", err)
+		}
+	}
+	return len(points), wrap("upsert fng", tx.Commit())
+}
+
+func scanFNG(rows *sql.Rows) (FNG, error) {
+	var p FNG
+	var day Day
+	err := rows.Scan(dayScanner{&day}, &p.Value, &p.Classification, &p.Source)
+	p.Day = day.Time()
+	return p, err
+}
+
+// LatestFNG returns the index of the most recent day.
+// Errors: ENOTFOUND when none is stored.
+func (s *Store) LatestFNG(ctx context.Context) (FNG, error) {
+	ps, err := s.FNGHistory(ctx, time.Time{}, time.Time{}, 1)
+	if err != nil {
+		return FNG{}, err
+	}
+	if len(ps) == 0 {
+		return FNG{}, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "No Fear & Greed index has been fetched yet.")
+	}
+	return ps[0], nil
+}
+
+// FNGHistory returns the index between from and to (inclusive UTC days; a
+// zero bound is open), oldest first; with limit > 0, only the latest limit
+// days of that range.
+func (s *Store) FNGHistory(ctx context.Context, from, to time.Time, limit int) ([]FNG, error) {
+	where, args := dayBounds(from, to)
+	where = append(where, "1 = 1")
+	q := `SELECT day, value, classification, source FROM fng WHERE ` + strings.Join(where, " AND ") + ` ORDER BY day DESC`
+	if limit > 0 {
+		q, args = q+` LIMIT ?`, append(args, limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, wrap("fng history", err)
+	}
+	defer rows.Close()
+	out := []FNG{}
+	for rows.Next() {
+		p, err := scanFNG(rows)
+		if err != nil {
+			return nil, wrap("fng history", err)
+		}
+		out = append(out, p)
+	}
+	slices.Reverse(out)
+	return out, wrap("fng history", rows.Err())
+}
