@@ -69,12 +69,10 @@ func RSI(dst, closes []float64, period int) []float64 {
 		}
 		d := c - prev
 		prev = c
-		var gain, loss float64
-		if d < 0 {
-			loss = -d
-		} else {
-			gain = d
-		}
+		// gain = max(d, 0), loss = max(−d, 0), without an unpredictable
+		// branch; both are exact (d+|d| is 2d or 0, and halving is exact).
+		a := math.Abs(d)
+		gain, loss := (a+d)/2, (a-d)/2
 		switch {
 		case changes < period:
 			avgGain += gain // running sums until the seed

@@ -14,8 +14,8 @@ import (
 )
 
 // recomputeInput is a deterministic synthetic history: nAssets assets on a
-// common index of nDays days, each a seeded geometric random walk listed on
-// a random day, with a few missing days (NaN).
+// common index of nDays days, each price a seeded geometric random walk,
+// some assets listed during the period, a few missing days (NaN).
 type recomputeInput struct {
 	nAssets, nDays                  int
 	closes, volumes, caps, listings [][]float64
@@ -35,16 +35,20 @@ func newRecomputeInput(nAssets, nDays int) *recomputeInput {
 		}
 		p := math.Pow(10, -8+12*r.Float64())
 		supply := math.Pow(10, 6+6*r.Float64())
-		v := p * supply * (0.01 + 0.2*r.Float64())
+		// Volume = market cap × turnover, the log turnover an AR(1) around
+		// the asset's own level (volumes mean-revert; prices do not).
+		turnover := math.Log(0.01 + 0.2*r.Float64())
+		lt := 0.0
 		lst := float64(1 + r.IntN(80))
 		for d := range nDays {
 			p *= math.Exp(r.NormFloat64() * 0.04)
-			v *= math.Exp(r.NormFloat64() * 0.3)
+			lt = 0.9*lt + 0.3*r.NormFloat64()
 			if d < start || r.IntN(200) == 0 {
 				closes[d], volumes[d], caps[d], listings[d] = math.NaN(), math.NaN(), math.NaN(), math.NaN()
 				continue
 			}
-			closes[d], volumes[d], caps[d], listings[d] = p, v, p*supply, lst
+			closes[d], caps[d], listings[d] = p, p*supply, lst
+			volumes[d] = p * supply * math.Exp(turnover+lt)
 		}
 		in.closes = append(in.closes, closes)
 		in.volumes = append(in.volumes, volumes)

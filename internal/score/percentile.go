@@ -8,12 +8,15 @@ const (
 
 // band returns the 5th and 95th percentiles of values, with numpy's default
 // ("linear") interpolation: for the sorted values x₀…x₍ₙ₋₁₎ and q in [0,1],
-// h = (n−1)·q and the percentile is x⌊h⌋ + (h−⌊h⌋)·(x⌊h⌋₊₁ − x⌊h⌋).
+// h = (n−1)·q and the percentile is x⌊h⌋ + (h−⌊h⌋)·(x⌊h⌋₊₁ − x⌊h⌋). With
+// logScale the percentiles are those of log10(values): log10 is increasing,
+// so the order statistics are found on the values themselves and only the
+// four that are used are taken to log10 before interpolating.
 //
-// values must be non-empty and hold no NaN; band reorders them. It finds
-// the four order statistics it needs by selection (expected O(n)), not by
-// sorting.
-func band(values []float64) (lo, hi float64) {
+// values must be non-empty and hold no NaN (and only positive numbers with
+// logScale); band reorders them. It finds the four order statistics it
+// needs by selection (expected O(n)), not by sorting.
+func band(values []float64, logScale bool) (lo, hi float64) {
 	n := len(values)
 	h5 := float64(n-1) * (LowPercentile / 100.0)
 	h95 := float64(n-1) * (HighPercentile / 100.0)
@@ -21,22 +24,36 @@ func band(values []float64) (lo, hi float64) {
 
 	x5 := selectK(values, i5) // values[:i5] ≤ x5 ≤ values[i5+1:]
 	rest := values[i5+1:]
-	if len(rest) == 0 {
-		return x5, x5 // n == 1
+	if len(rest) == 0 { // n == 1
+		lo = scaled(x5, logScale)
+		return lo, lo
 	}
 	y5 := minOf(rest) // the order statistic after x5
-	lo = lerp(x5, y5, h5-float64(i5))
+	lo = interpolate(x5, y5, h5-float64(i5), logScale)
 
 	k := i95 - (i5 + 1) // i95's position within rest
 	if k < 0 {
 		// i95 == i5 (n ≤ 2, or a tiny n where both fall in one gap).
-		return lo, lerp(x5, y5, h95-float64(i95))
+		return lo, interpolate(x5, y5, h95-float64(i95), logScale)
 	}
 	x95 := selectK(rest, k)
 	if k+1 >= len(rest) {
-		return lo, x95
+		return lo, scaled(x95, logScale)
 	}
-	return lo, lerp(x95, minOf(rest[k+1:]), h95-float64(i95))
+	return lo, interpolate(x95, minOf(rest[k+1:]), h95-float64(i95), logScale)
+}
+
+// scaled returns log10(x) with logScale, x otherwise.
+func scaled(x float64, logScale bool) float64 {
+	if logScale {
+		return log10(x)
+	}
+	return x
+}
+
+// interpolate returns lerp of the (scaled) order statistics a ≤ b.
+func interpolate(a, b, t float64, logScale bool) float64 {
+	return lerp(scaled(a, logScale), scaled(b, logScale), t)
 }
 
 // lerp interpolates between a and b as numpy does (numpy's _lerp), exact

@@ -37,7 +37,7 @@ func TestBand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			lo, hi := band(slices.Clone(tt.values))
+			lo, hi := band(slices.Clone(tt.values), false)
 			if math.Abs(lo-tt.lo) > 1e-12 || math.Abs(hi-tt.hi) > 1e-12 {
 				t.Errorf("band = (%v, %v), want (%v, %v)", lo, hi, tt.lo, tt.hi)
 			}
@@ -59,7 +59,7 @@ func TestBand_Random(t *testing.T) {
 		}
 		sorted := slices.Clone(values)
 		slices.Sort(sorted)
-		lo, hi := band(values)
+		lo, hi := band(values, false)
 		wantLo, wantHi := numpyPercentile(sorted, 0.05), numpyPercentile(sorted, 0.95)
 		if math.Abs(lo-wantLo) > 1e-12 || math.Abs(hi-wantHi) > 1e-12 {
 			t.Fatalf("n=%d: band = (%v, %v), want (%v, %v)", n, lo, hi, wantLo, wantHi)
@@ -72,40 +72,48 @@ func TestBand_Random(t *testing.T) {
 // exactly band's, most of them found by the one-pass bracketed selection.
 func TestScorer_BandBracketed(t *testing.T) {
 	t.Parallel()
-	r := rand.New(rand.NewPCG(11, 12))
-	const n, days = 1000, 400
-	level := make([]float64, n)
-	for i := range level {
-		level[i] = 3 + 6*r.Float64()
-	}
-	var s Scorer
-	col := make([]float64, n)
-	for d := range days {
-		shift := 0.0
-		if d == 200 {
-			shift = -2 // a market-wide crash: the brackets miss
-		}
-		for i := range level {
-			level[i] += shift + 0.1*r.NormFloat64()
-			col[i] = level[i]
-			if r.IntN(10) == 0 || (d > 300 && i%3 == 0) {
-				col[i] = math.NaN()
+	for _, comp := range []int{compListings, compVolume} {
+		t.Run(map[int]string{compListings: "linear", compVolume: "log10"}[comp], func(t *testing.T) {
+			t.Parallel()
+			r := rand.New(rand.NewPCG(11, 12))
+			const n, days = 1000, 400
+			level := make([]float64, n)
+			for i := range level {
+				level[i] = 3 + 6*r.Float64()
 			}
-		}
-		var present []float64
-		for _, x := range col {
-			if !math.IsNaN(x) {
-				present = append(present, x)
+			var s Scorer
+			col := make([]float64, n)
+			for d := range days {
+				shift := 0.0
+				if d == 200 {
+					shift = -2 // a market-wide crash: the brackets miss
+				}
+				for i := range level {
+					level[i] += shift + 0.1*r.NormFloat64()
+					col[i] = level[i]
+					if logScaled(comp) {
+						col[i] = math.Pow(10, level[i])
+					}
+					if r.IntN(10) == 0 || (d > 300 && i%3 == 0) {
+						col[i] = math.NaN()
+					}
+				}
+				var present []float64
+				for _, x := range col {
+					if !math.IsNaN(x) {
+						present = append(present, x)
+					}
+				}
+				wantLo, wantHi := band(present, logScaled(comp))
+				b := s.band(col, comp)
+				if !b.ok || b.lo != wantLo || b.hi != wantHi {
+					t.Fatalf("day %d: band = %+v, want (%v, %v)", d, b, wantLo, wantHi)
+				}
 			}
-		}
-		wantLo, wantHi := band(present)
-		lo, hi, ok := s.band(col, compVolume)
-		if !ok || lo != wantLo || hi != wantHi {
-			t.Fatalf("day %d: band = (%v, %v, %v), want (%v, %v)", d, lo, hi, ok, wantLo, wantHi)
-		}
+			if s.stats.bracketed < days*8/10 {
+				t.Errorf("%d of %d bands bracketed (%d in full), want most", s.stats.bracketed, days, s.stats.full)
+			}
+			t.Logf("%d bands bracketed, %d in full", s.stats.bracketed, s.stats.full)
+		})
 	}
-	if s.bands.bracketed < days*8/10 {
-		t.Errorf("%d of %d bands bracketed (%d in full), want most", s.bands.bracketed, days, s.bands.full)
-	}
-	t.Logf("%d bands bracketed, %d in full", s.bands.bracketed, s.bands.full)
 }

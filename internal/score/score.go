@@ -57,20 +57,7 @@ func (s *Scores) resize(n int) {
 	s.Global = resize(s.Global, n)
 }
 
-// Scorer computes scores. Its zero value is ready to use; it keeps scratch
-// buffers between calls so that a long run does not allocate. A Scorer is
-// not safe for concurrent use: give each goroutine its own.
-type Scorer struct {
-	day     Inputs    // transformed cross-sections of up to panelBlock days
-	out     Scores    // their scores
-	sel     []float64 // selection scratch for the percentiles
-	b5, b95 []float64 // bracketed selection buckets
-	hints   [nComponents]hint
-	// bands counts the bands computed in one pass (bracketed) and in full.
-	bands struct{ bracketed, full int }
-}
-
-// The normalised components, each with its hint.
+// The normalised components.
 const (
 	compVolume = iota
 	compMarketCap
@@ -78,6 +65,47 @@ const (
 	compVolumeChange
 	nComponents
 )
+
+// logScaled reports whether component comp is normalised on log10 of the
+// value (volume and market cap).
+func logScaled(comp int) bool { return comp == compVolume || comp == compMarketCap }
+
+// Scorer computes scores. Its zero value is ready to use; it keeps scratch
+// buffers between calls so that a long run does not allocate, and each
+// component's last band, which turns the next day's percentile selection
+// into a single pass while the universe drifts slowly (the results are
+// exact either way). A Scorer is not safe for concurrent use: give each
+// goroutine its own.
+type Scorer struct {
+	blk     [nComponents][]float64 // day-major cross-sections of a block of days (panel)
+	bands   []dayBands             // bands of the days being scored (panel)
+	sel     []float64              // selection scratch for the percentiles
+	b5, b95 []float64              // bracketed selection buckets
+	nan     []float64              // NaN, standing for nil columns
+	hints   [nComponents]hint
+	// stats counts the bands computed in one pass (bracketed) and in full.
+	stats struct{ bracketed, full int }
+}
+
+// bandOf is one component's p5–p95 band on one day (in log10 for the
+// log-scaled components); ok is false when no value was present.
+type bandOf struct {
+	lo, hi float64
+	scale  float64 // 100/(hi − lo), 0 on a degenerate band
+	ok     bool
+}
+
+// newBand returns the band [lo, hi].
+func newBand(lo, hi float64) bandOf {
+	b := bandOf{lo: lo, hi: hi, ok: true}
+	if hi > lo {
+		b.scale = 100 / (hi - lo)
+	}
+	return b
+}
+
+// dayBands holds the bands of every component on one day.
+type dayBands [nComponents]bandOf
 
 // Day computes the scores of one day's universe: in holds one entry per
 // asset, dst receives one score per asset (its columns are resized to the
@@ -107,21 +135,37 @@ func (s *Scorer) Day(dst *Scores, in Inputs) error {
 	if err != nil {
 		return err
 	}
-	s.day.Volume = logColumn(s.day.Volume, in.Volume, n)
-	s.day.MarketCap = logColumn(s.day.MarketCap, in.MarketCap, n)
-	s.day.Listings = copyColumn(s.day.Listings, in.Listings, n)
-	s.day.RSI = copyColumn(s.day.RSI, in.RSI, n)
-	s.day.VolumeChange = copyColumn(s.day.VolumeChange, in.VolumeChange, n)
+	var b [1]dayBands
+	cols := [...][]float64{in.Volume, in.MarketCap, in.Listings, in.RSI, in.VolumeChange}
+	for c, col := range [nComponents][]float64{in.Volume, in.MarketCap, in.Listings, in.VolumeChange} {
+		b[0][c] = s.band(col, c)
+	}
+	for i, c := range cols {
+		if c == nil {
+			cols[i] = s.nans(n)
+		}
+	}
 	dst.resize(n)
-	s.score(dst, &s.day)
+	scoreColumns(dst, cols[0], cols[1], cols[2], cols[3], cols[4], b[:], 0)
 	return nil
+}
+
+// nans returns a column of n NaN, standing for a nil input column.
+func (s *Scorer) nans(n int) []float64 {
+	if len(s.nan) < n {
+		s.nan = make([]float64, n)
+		for i := range s.nan {
+			s.nan[i] = math.NaN()
+		}
+	}
+	return s.nan[:n]
 }
 
 // columnsLength returns the common length of in's non-nil columns (0 when
 // all are nil), or an EINVALID error naming the first column of another
 // length. want < 0 means the first non-nil column sets the length.
 func columnsLength(in Inputs, want int) (int, error) {
-	cols := []struct {
+	cols := [...]struct {
 		field string
 		c     []float64
 	}{
@@ -144,63 +188,36 @@ func columnsLength(in Inputs, want int) (int, error) {
 	return max(want, 0), nil
 }
 
-// logColumn writes log10 of src into dst (NaN where src is not a positive
-// finite number, or everywhere when src is nil).
-func logColumn(dst, src []float64, n int) []float64 {
-	dst = resize(dst, n)
-	if src == nil {
-		fill(dst, math.NaN())
-		return dst
-	}
-	for i, v := range src {
-		dst[i] = log10(v)
-	}
-	return dst
-}
-
-// copyColumn copies src into dst (NaN everywhere when src is nil).
-func copyColumn(dst, src []float64, n int) []float64 {
-	dst = resize(dst, n)
-	if src == nil {
-		fill(dst, math.NaN())
-		return dst
-	}
-	copy(dst, src)
-	return dst
-}
-
-func fill(dst []float64, v float64) {
-	for i := range dst {
-		dst[i] = v
-	}
-}
-
 // isPresent reports whether x is a number (not NaN, not ±Inf).
 func isPresent(x float64) bool { return x-x == 0 }
 
-// score computes dst (already sized) from the transformed day columns c
-// (log10 volume and market cap, NaN = missing): one pass per component for
-// its band, then one pass over the assets for the three scores.
-func (s *Scorer) score(dst *Scores, c *Inputs) {
-	vLo, vHi, _ := s.band(c.Volume, compVolume)
-	mLo, mHi, _ := s.band(c.MarketCap, compMarketCap)
-	lLo, lHi, _ := s.band(c.Listings, compListings)
-	cLo, cHi, _ := s.band(c.VolumeChange, compVolumeChange)
+// isPositive reports whether x is a positive finite number, the values a
+// log-scaled component can take.
+func isPositive(x float64) bool { return x > 0 && x <= math.MaxFloat64 }
+
+// scoreColumns writes the liquidity, opportunity and global scores of
+// len(dst.Liquidity) points from their raw inputs (NaN = missing): point i
+// is scored with bands[i·step], so step 0 scores one day's universe and
+// step 1 the days of one asset.
+func scoreColumns(dst *Scores, vol, mcap, listings, rsi, vc []float64, bands []dayBands, step int) {
 	liq, opp, glob := dst.Liquidity, dst.Opportunity, dst.Global
-	vol, mcap, lst, rsis, vcs := c.Volume[:len(liq)], c.MarketCap[:len(liq)], c.Listings[:len(liq)], c.RSI[:len(liq)], c.VolumeChange[:len(liq)]
+	n := len(liq)
+	vol, mcap, listings, rsi, vc = vol[:n], mcap[:n], listings[:n], rsi[:n], vc[:n]
+	opp, glob = opp[:n], glob[:n]
 	for i := range liq {
-		// A present value implies a present band, so ok needs no check.
+		b := &bands[i*step]
+		// A present value implies a present band: no need to check ok.
 		var acc, w float64
-		if x := vol[i]; isPresent(x) {
-			acc += LiquidityVolumeWeight * normalise(x, vLo, vHi)
+		if x := vol[i]; isPositive(x) {
+			acc += LiquidityVolumeWeight * b[compVolume].normalise(log10(x))
 			w += LiquidityVolumeWeight
 		}
-		if x := mcap[i]; isPresent(x) {
-			acc += LiquidityMarketCapWeight * normalise(x, mLo, mHi)
+		if x := mcap[i]; isPositive(x) {
+			acc += LiquidityMarketCapWeight * b[compMarketCap].normalise(log10(x))
 			w += LiquidityMarketCapWeight
 		}
-		if x := lst[i]; isPresent(x) {
-			acc += LiquidityListingsWeight * normalise(x, lLo, lHi)
+		if x := listings[i]; isPresent(x) {
+			acc += LiquidityListingsWeight * b[compListings].normalise(x)
 			w += LiquidityListingsWeight
 		}
 		l := math.NaN()
@@ -209,12 +226,12 @@ func (s *Scorer) score(dst *Scores, c *Inputs) {
 		}
 
 		o := math.NaN()
-		if rsi := rsis[i]; isPresent(rsi) {
-			r := min(max((RSICeiling-rsi)/RSISpan, 0), 1)
-			if vc := vcs[i]; isPresent(vc) {
-				o = OpportunityRSIWeight*100*r + OpportunityVolumeChangeWeight*normalise(vc, cLo, cHi)
+		if r := rsi[i]; isPresent(r) {
+			t := min(max((RSICeiling-r)/RSISpan, 0), 1)
+			if x := vc[i]; isPresent(x) {
+				o = OpportunityRSIWeight*100*t + OpportunityVolumeChangeWeight*b[compVolumeChange].normalise(x)
 			} else {
-				o = 100 * r
+				o = 100 * t
 			}
 		}
 
@@ -230,43 +247,52 @@ func (s *Scorer) score(dst *Scores, c *Inputs) {
 	}
 }
 
-// band returns the p5–p95 band of col's present values; ok is false when
-// none is present. comp names the component, whose previous band serves as
-// a hint (see bracketed).
-func (s *Scorer) band(col []float64, comp int) (lo, hi float64, ok bool) {
+// present reports whether x counts for component comp.
+func present(x float64, comp int) bool {
+	if logScaled(comp) {
+		return isPositive(x)
+	}
+	return isPresent(x)
+}
+
+// band returns the p5–p95 band of col's present values (in log10 for a
+// log-scaled component); ok is false when none is present. comp's
+// previous band serves as a hint (see bracketed).
+func (s *Scorer) band(col []float64, comp int) bandOf {
 	h := &s.hints[comp]
+	logScale := logScaled(comp)
 	if h.ok {
-		var done bool
-		if lo, hi, ok, done = s.bracketed(col, h); done {
-			if ok {
-				h.lo, h.hi = lo, hi
+		if b, done := s.bracketed(col, comp, h); done {
+			if b.ok {
+				h.lo, h.hi = b.lo, b.hi
 			}
-			s.bands.bracketed++
-			return lo, hi, ok
+			s.stats.bracketed++
+			return b
 		}
 		h.w *= 2 // missed: widen the brackets for the next day
 	}
 	s.sel = resize(s.sel, len(col))
 	sel := s.sel[:0]
 	for _, x := range col {
-		if isPresent(x) {
+		if present(x, comp) {
 			sel = append(sel, x)
 		}
 	}
 	if len(sel) == 0 {
-		return 0, 0, false
+		return bandOf{}
 	}
-	s.bands.full++
-	lo, hi = band(sel)
+	s.stats.full++
+	lo, hi := band(sel, logScale)
 	if !h.ok {
 		h.w = (hi - lo) / 50
 	}
 	h.lo, h.hi, h.ok = lo, hi, h.w > 0
-	return lo, hi, true
+	return newBand(lo, hi)
 }
 
-// hint is a component's band on the previous day scored by this Scorer and
-// the half-width of the brackets put around it.
+// hint is a component's band on the previous day scored by this Scorer
+// (log10 for a log-scaled component) and the half-width of the brackets
+// put around it.
 type hint struct {
 	lo, hi, w float64
 	ok        bool
@@ -278,43 +304,53 @@ type hint struct {
 // inside are collected, and the order statistics are selected among those
 // few. The result is exactly band's. done is false when the brackets
 // overlap or miss an order statistic: the caller then computes the band in
-// full. The width adapts: halved while the buckets hold more than 32
+// full. The width adapts: halved while the buckets hold more than 256
 // values, doubled by the caller after a miss.
-func (s *Scorer) bracketed(col []float64, h *hint) (lo, hi float64, ok, done bool) {
+func (s *Scorer) bracketed(col []float64, comp int, h *hint) (b bandOf, done bool) {
+	logScale := logScaled(comp)
 	a5lo, a5hi := h.lo-h.w, h.lo+h.w
 	a95lo, a95hi := h.hi-h.w, h.hi+h.w
 	if !(a5hi < a95lo) {
-		return 0, 0, false, false
+		return bandOf{}, false
+	}
+	if logScale {
+		// Compare the values themselves with the brackets' antilogs: the
+		// classification only has to be consistent, not exact.
+		a5lo, a5hi = math.Pow(10, a5lo), math.Pow(10, a5hi)
+		a95lo, a95hi = math.Pow(10, a95lo), math.Pow(10, a95hi)
+		if !(a5hi < a95lo) {
+			return bandOf{}, false
+		}
 	}
 	s.b5 = resize(s.b5, len(col))
 	s.b95 = resize(s.b95, len(col))
 	b5, b95 := s.b5[:0], s.b95[:0]
-	var n, below, above int
+	var bulk, below, above int
 	for _, x := range col {
-		switch {
-		case !isPresent(x):
+		if x > a5hi && x < a95lo { // the bulk, between the brackets (false for NaN)
+			bulk++
 			continue
-		case x > a5hi && x < a95lo: // the bulk: between the brackets
+		}
+		switch {
+		case !present(x, comp):
 		case x <= a5hi:
 			if x >= a5lo {
 				b5 = append(b5, x)
 			} else {
 				below++
 			}
+		case x <= a95hi:
+			b95 = append(b95, x)
 		default:
-			if x <= a95hi {
-				b95 = append(b95, x)
-			} else {
-				above++
-			}
+			above++
 		}
-		n++
 	}
+	n := bulk + below + above + len(b5) + len(b95)
 	if n == 0 {
-		return 0, 0, false, true
+		return bandOf{}, true
 	}
 	if n < 3 {
-		return 0, 0, false, false
+		return bandOf{}, false
 	}
 	h5 := float64(n-1) * (LowPercentile / 100.0)
 	h95 := float64(n-1) * (HighPercentile / 100.0)
@@ -324,29 +360,29 @@ func (s *Scorer) bracketed(col []float64, h *hint) (lo, hi float64, ok, done boo
 	j5 := i5 - below
 	j95 := i95 - (n - above - len(b95))
 	if j5 < 0 || j5+1 >= len(b5) || j95 < 0 || j95+1 >= len(b95) {
-		return 0, 0, false, false
+		return bandOf{}, false
 	}
 	x5 := selectK(b5, j5)
-	lo = lerp(x5, minOf(b5[j5+1:]), h5-float64(i5))
+	lo := interpolate(x5, minOf(b5[j5+1:]), h5-float64(i5), logScale)
 	x95 := selectK(b95, j95)
-	hi = lerp(x95, minOf(b95[j95+1:]), h95-float64(i95))
-	if len(b5)+len(b95) > 64 {
+	b = newBand(lo, interpolate(x95, minOf(b95[j95+1:]), h95-float64(i95), logScale))
+	if len(b5)+len(b95) > 256 {
 		h.w /= 2
 	}
-	return lo, hi, true, true
+	return b, true
 }
 
-// normalise maps x to 0–100 over the band [lo, hi]: ≤ lo → 0, ≥ hi → 100,
-// linear between; on a degenerate band (lo == hi) x == lo scores 50.
-func normalise(x, lo, hi float64) float64 {
+// normalise maps x to 0–100 over the band: ≤ lo → 0, ≥ hi → 100, linear
+// between; on a degenerate band (lo == hi) x == lo scores 50.
+func (b *bandOf) normalise(x float64) float64 {
 	switch {
-	case x < lo:
+	case x < b.lo:
 		return 0
-	case x > hi:
+	case x > b.hi:
 		return 100
-	case lo == hi:
+	case b.scale == 0:
 		return 50
 	default:
-		return 100 * (x - lo) / (hi - lo)
+		return (x - b.lo) * b.scale
 	}
 }
