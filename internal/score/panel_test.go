@@ -44,9 +44,11 @@ func randomPanel(seed uint64, nAssets, nDays int) []score.Inputs {
 }
 
 // TestScorer_Panel checks that the panel scores of every asset and day equal
-// the cross-sectional scores of that day (Day on the day's column).
+// the cross-sectional scores of that day (Day on the day's column). 45
+// assets (not a multiple of the 8 moved at once) over 300 days (more than
+// one block of days) exercise every path of the transposition.
 func TestScorer_Panel(t *testing.T) {
-	const nAssets, nDays = 40, 60
+	const nAssets, nDays = 45, 300
 	assets := randomPanel(1, nAssets, nDays)
 	assets[3].Listings = nil // a nil column is missing everywhere
 	var s score.Scorer
