@@ -223,10 +223,21 @@ while :; do
 done
 RUNNING=1
 
-data_env=""
+# bin/api token must see the configuration the API runs with (the dev key
+# lives in the data dir; the issuer is the HTTP address): repeat what is not
+# the default.
+token_env=""
 if [[ $TOKENLYSIS_DATA_DIR != "$ROOT/var" ]]; then
-	data_env="TOKENLYSIS_DATA_DIR=$TOKENLYSIS_DATA_DIR "
+	token_env+="TOKENLYSIS_DATA_DIR=$(printf '%q' "$TOKENLYSIS_DATA_DIR") "
 fi
+if [[ $TOKENLYSIS_HTTP_ADDR != 127.0.0.1:8000 ]]; then
+	token_env+="TOKENLYSIS_HTTP_ADDR=$(printf '%q' "$TOKENLYSIS_HTTP_ADDR") "
+fi
+for v in TOKENLYSIS_ENV TOKENLYSIS_AUTH_MODE TOKENLYSIS_OIDC_ISSUER TOKENLYSIS_OIDC_AUDIENCE; do
+	if [[ -n ${!v:-} ]]; then
+		token_env+="$v=$(printf '%q' "${!v}") "
+	fi
+done
 cat <<EOF
 
 Tokenlysis is running at $BASE_URL  (readyz: $BASE_URL/readyz)
@@ -235,7 +246,7 @@ Tokenlysis is running at $BASE_URL  (readyz: $BASE_URL/readyz)
   redis:    $(svc_redact "$TOKENLYSIS_REDIS_URL")
 
 Get a dev token (from $ROOT, in another terminal):
-  TOKEN=\$(${data_env}./bin/api token --role admin --subject alice)
+  TOKEN=\$(${token_env}./bin/api token --role admin --subject alice)
 
 Submit a job, then follow its events (use the "id" of the reply):
   curl -sS -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
