@@ -82,12 +82,44 @@ func Compute(dst *Set, closes, volumes []float64, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	dst.RSI = RSI(dst.RSI, closes, cfg.RSIPeriod)
-	dst.EMA = EMA(dst.EMA, closes, cfg.EMAPeriod)
-	dst.Volatility = Volatility(dst.Volatility, closes, cfg.VolatilityPeriod, cfg.Annualization)
-	dst.Drawdown = Drawdown(dst.Drawdown, closes)
-	dst.MomentumShort = Momentum(dst.MomentumShort, closes, cfg.MomentumShort)
-	dst.MomentumLong = Momentum(dst.MomentumLong, closes, cfg.MomentumLong)
+	n := len(closes)
+	dst.RSI = resize(dst.RSI, n)
+	dst.EMA = resize(dst.EMA, n)
+	dst.Volatility = resize(dst.Volatility, n)
+	dst.Drawdown = resize(dst.Drawdown, n)
+	dst.MomentumShort = resize(dst.MomentumShort, n)
+	dst.MomentumLong = resize(dst.MomentumLong, n)
+	rsiOut, emaOut, volOut := dst.RSI[:n], dst.EMA[:n], dst.Volatility[:n]
+	ddOut, msOut, mlOut := dst.Drawdown[:n], dst.MomentumShort[:n], dst.MomentumLong[:n]
+
+	// One pass over the closes for every indicator: the same state
+	// machines as the exported functions, so the same values, but their
+	// dependency chains overlap in the processor instead of running one
+	// after the other.
+	rsi := newRSI(cfg.RSIPeriod)
+	ema := newEMA(cfg.EMAPeriod)
+	var stack [64]float64
+	vol := newVolatility(cfg.VolatilityPeriod, cfg.Annualization, ringFor(stack[:], cfg.VolatilityPeriod))
+	var dd drawdownState
+	ms := newMomentum(closes, cfg.MomentumShort)
+	ml := newMomentum(closes, cfg.MomentumLong)
+	nan := math.NaN()
+	for i, c := range closes {
+		if isValue(c) {
+			emaOut[i] = ema.next(c)
+		} else {
+			emaOut[i] = nan
+		}
+		if !isPrice(c) {
+			rsiOut[i], volOut[i], ddOut[i], msOut[i], mlOut[i] = nan, nan, nan, nan, nan
+			continue
+		}
+		rsiOut[i] = rsi.next(c)
+		volOut[i] = vol.next(c)
+		ddOut[i] = dd.next(c)
+		msOut[i] = ms.next(i, c)
+		mlOut[i] = ml.next(i, c)
+	}
 	dst.VolumeChange = VolumeChange(dst.VolumeChange, volumes)
 	return nil
 }

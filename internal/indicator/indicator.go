@@ -48,48 +48,12 @@ func checkPeriod(fn string, period int) {
 func RSI(dst, closes []float64, period int) []float64 {
 	checkPeriod("RSI", period)
 	dst = resize(dst, len(closes))
-	n := float64(period)
-	// avg·(period−1)/period + x/period, with the divisions hoisted out of
-	// the loop-carried dependency (within an ulp of TA-Lib's
-	// (avg·(period−1) + x)/period, and contractive: errors do not grow).
-	keep := float64(period-1) / n
-	inv := 1 / n
-	var prev, avgGain, avgLoss float64
-	changes := -1 // changes seen so far; -1 before the first valid close
+	st := newRSI(period)
 	for i, c := range closes {
-		if !isPrice(c) {
-			dst[i] = math.NaN()
-			continue
-		}
-		changes++
-		if changes == 0 {
-			prev = c
-			dst[i] = math.NaN()
-			continue
-		}
-		d := c - prev
-		prev = c
-		// gain = max(d, 0), loss = max(−d, 0), without an unpredictable
-		// branch; both are exact (d+|d| is 2d or 0, and halving is exact).
-		a := math.Abs(d)
-		gain, loss := (a+d)/2, (a-d)/2
-		switch {
-		case changes < period:
-			avgGain += gain // running sums until the seed
-			avgLoss += loss
-			dst[i] = math.NaN()
-			continue
-		case changes == period:
-			avgGain = (avgGain + gain) / n
-			avgLoss = (avgLoss + loss) / n
-		default:
-			avgGain = avgGain*keep + gain*inv
-			avgLoss = avgLoss*keep + loss*inv
-		}
-		if s := avgGain + avgLoss; s != 0 {
-			dst[i] = 100 * (avgGain / s)
+		if isPrice(c) {
+			dst[i] = st.next(c)
 		} else {
-			dst[i] = 0
+			dst[i] = math.NaN()
 		}
 	}
 	return dst
@@ -103,26 +67,13 @@ func RSI(dst, closes []float64, period int) []float64 {
 func EMA(dst, values []float64, period int) []float64 {
 	checkPeriod("EMA", period)
 	dst = resize(dst, len(values))
-	k := 2 / (float64(period) + 1)
-	var ema float64
-	seen := 0
+	st := newEMA(period)
 	for i, v := range values {
-		if !isValue(v) {
+		if isValue(v) {
+			dst[i] = st.next(v)
+		} else {
 			dst[i] = math.NaN()
-			continue
 		}
-		seen++
-		switch {
-		case seen < period:
-			ema += v // running sum until the seed
-			dst[i] = math.NaN()
-			continue
-		case seen == period:
-			ema = (ema + v) / float64(period)
-		default:
-			ema += k * (v - ema)
-		}
-		dst[i] = ema
 	}
 	return dst
 }
@@ -256,57 +207,25 @@ func (w *window) recomputeValues(vs []float64) {
 // positive finite number.
 func Volatility(dst, closes []float64, period int, annualization float64) []float64 {
 	checkPeriod("Volatility", period)
-	if !isPrice(annualization) {
-		panic(fmt.Sprintf("indicator.Volatility: annualization %v is not a positive number", annualization))
-	}
+	checkAnnualization(annualization)
 	dst = resize(dst, len(closes))
-	scale := math.Sqrt(annualization)
-	w := window{n: float64(period), inv: 1 / float64(period)}
-	// The window's returns, oldest at pos once full. Up to 64 of them live
-	// on the stack; a longer period allocates.
 	var stack [64]float64
-	var ring []float64
-	if period <= len(stack) {
-		ring = stack[:period]
-	} else {
-		ring = make([]float64, period)
-	}
-	pos, returns := 0, 0
-	prev := math.NaN() // previous valid close
+	st := newVolatility(period, annualization, ringFor(stack[:], period))
 	for i, c := range closes {
-		if !isPrice(c) {
-			dst[i] = math.NaN()
-			continue
-		}
-		if !isPrice(prev) {
-			prev = c
-			dst[i] = math.NaN()
-			continue
-		}
-		r := c/prev - 1
-		prev = c
-		if returns < period {
-			ring[returns] = r
-			returns++
-			if returns < period {
-				dst[i] = math.NaN()
-				continue
-			}
-			w.recomputeValues(ring)
+		if isPrice(c) {
+			dst[i] = st.next(c)
 		} else {
-			old := ring[pos]
-			ring[pos] = r
-			if pos++; pos == period {
-				pos = 0
-			}
-			w.replace(old, r)
-			if w.stale(period) {
-				w.recomputeValues(ring)
-			}
+			dst[i] = math.NaN()
 		}
-		dst[i] = w.sd() * scale
 	}
 	return dst
+}
+
+// checkAnnualization panics unless a is a positive finite number.
+func checkAnnualization(a float64) {
+	if !isPrice(a) {
+		panic(fmt.Sprintf("indicator.Volatility: annualization %v is not a positive number", a))
+	}
 }
 
 // VolumeChange writes the day-over-day volume change (v_t − v_{t−1})/v_{t−1}
@@ -336,28 +255,13 @@ func VolumeChange(dst, volumes []float64) []float64 {
 func Momentum(dst, closes []float64, n int) []float64 {
 	checkPeriod("Momentum", n)
 	dst = resize(dst, len(closes))
-	lo := -1 // index of the close n observations back
-	seen := 0
+	st := newMomentum(closes, n)
 	for i, c := range closes {
-		if !isPrice(c) {
-			dst[i] = math.NaN()
-			continue
-		}
-		if lo < 0 {
-			lo = i
-		}
-		if seen < n {
-			seen++
-			dst[i] = math.NaN()
-			continue
-		}
-		if seen == n {
-			seen++ // lo already points at the first close
+		if isPrice(c) {
+			dst[i] = st.next(i, c)
 		} else {
-			for lo++; !isPrice(closes[lo]); lo++ {
-			}
+			dst[i] = math.NaN()
 		}
-		dst[i] = c/closes[lo] - 1
 	}
 	return dst
 }
@@ -369,18 +273,13 @@ func Momentum(dst, closes []float64, n int) []float64 {
 // output); the first valid close has drawdown 0.
 func Drawdown(dst, closes []float64) []float64 {
 	dst = resize(dst, len(closes))
-	var peak, maxDD float64
+	var st drawdownState
 	for i, c := range closes {
-		if !isPrice(c) {
+		if isPrice(c) {
+			dst[i] = st.next(c)
+		} else {
 			dst[i] = math.NaN()
-			continue
 		}
-		if c > peak {
-			peak = c
-		} else if dd := 1 - c/peak; dd > maxDD {
-			maxDD = dd
-		}
-		dst[i] = maxDD
 	}
 	return dst
 }
@@ -388,19 +287,12 @@ func Drawdown(dst, closes []float64) []float64 {
 // MaxDrawdown returns the maximum drawdown over all of closes (the last
 // value of Drawdown), or NaN when closes holds no valid price.
 func MaxDrawdown(closes []float64) float64 {
-	var peak, maxDD float64
+	var st drawdownState
+	dd := math.NaN()
 	for _, c := range closes {
-		if !isPrice(c) {
-			continue
-		}
-		if c > peak {
-			peak = c
-		} else if dd := 1 - c/peak; dd > maxDD {
-			maxDD = dd
+		if isPrice(c) {
+			dd = st.next(c)
 		}
 	}
-	if peak == 0 {
-		return math.NaN()
-	}
-	return maxDD
+	return dd
 }

@@ -390,3 +390,66 @@ func TestCompute_Errors(t *testing.T) {
 		})
 	}
 }
+
+// TestCompute_MatchesFunctions runs Compute over random series with gaps,
+// zero, negative and infinite prices, and expects exactly the values of
+// the exported functions (Compute runs them all in one pass).
+func TestCompute_MatchesFunctions(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(21, 22))
+	configs := []indicator.Config{
+		{},
+		{RSIPeriod: 3, EMAPeriod: 2, VolatilityPeriod: 100, Annualization: 252, MomentumShort: 1, MomentumLong: 60},
+	}
+	var set indicator.Set
+	for run := range 20 {
+		n := 1 + r.IntN(800)
+		closes := make([]float64, n)
+		volumes := make([]float64, n)
+		p := 50.0
+		for i := range closes {
+			p *= math.Exp(0.05 * r.NormFloat64())
+			closes[i], volumes[i] = p, 1e6*r.Float64()
+			switch r.IntN(30) {
+			case 0:
+				closes[i] = nan
+			case 1:
+				closes[i] = 0
+			case 2:
+				closes[i] = -p
+			case 3:
+				closes[i] = math.Inf(1)
+			case 4:
+				volumes[i] = nan
+			}
+		}
+		for _, cfg := range configs {
+			if err := indicator.Compute(&set, closes, volumes, cfg); err != nil {
+				t.Fatalf("Compute: %v", err)
+			}
+			d := cfg
+			if d.RSIPeriod == 0 {
+				d = indicator.Config{RSIPeriod: 14, EMAPeriod: 20, VolatilityPeriod: 30, Annualization: 365, MomentumShort: 7, MomentumLong: 30}
+			}
+			for _, c := range []struct {
+				name      string
+				got, want []float64
+			}{
+				{"RSI", set.RSI, indicator.RSI(nil, closes, d.RSIPeriod)},
+				{"EMA", set.EMA, indicator.EMA(nil, closes, d.EMAPeriod)},
+				{"Volatility", set.Volatility, indicator.Volatility(nil, closes, d.VolatilityPeriod, d.Annualization)},
+				{"Drawdown", set.Drawdown, indicator.Drawdown(nil, closes)},
+				{"MomentumShort", set.MomentumShort, indicator.Momentum(nil, closes, d.MomentumShort)},
+				{"MomentumLong", set.MomentumLong, indicator.Momentum(nil, closes, d.MomentumLong)},
+				{"VolumeChange", set.VolumeChange, indicator.VolumeChange(nil, volumes)},
+			} {
+				for i := range c.want {
+					g, w := c.got[i], c.want[i]
+					if !(g == w || math.IsNaN(g) && math.IsNaN(w)) {
+						t.Fatalf("run %d, config %+v: %s[%d] = %v, the function gives %v", run, cfg, c.name, i, g, w)
+					}
+				}
+			}
+		}
+	}
+}
