@@ -1,0 +1,855 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jmoiron/sqlx"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// Score is one coin's indicators and scores on one day, as stored in the
+// scores table. A value that cannot be computed (not enough history, no
+// input that day) is NaN, stored as NULL; never 0.
+//
+// Definitions (the recalculation, internal/recalc, computes them over the
+// coin's observed days in date order; a day without a price is a gap and
+// has no row):
+//
+//   - RSI: RSI(14), Wilder's smoothing seeded with the simple mean of the
+//     first 14 gains and losses, 0–100; NULL for the first 14 observations.
+//   - VolumeChange: (v_t − v_prev) / v_prev between consecutive
+//     observations, a fraction; NULL when either volume is unknown or the
+//     previous one is 0.
+//   - Volatility30d: population standard deviation of the last 30 simple
+//     daily returns × √365 (annualised), a fraction; NULL before 30 returns.
+//   - Drawdown: maximum drawdown from the running peak up to that day, a
+//     positive fraction (0.25 = the price fell 25% from a previous peak).
+//   - Momentum7d, Momentum30d: close_t / close_{t−n} − 1 over 7 and 30
+//     observations; NULL before n + 1 observations.
+//   - EMA20: 20-period exponential moving average of the close (α = 2/21),
+//     seeded with the simple mean of the first 20 closes; in quote currency.
+//   - Liquidity (0–100): 0.45·volume + 0.35·market cap + 0.20·listings,
+//     volume and market cap log10-scaled, listings linear, each normalised
+//     between the 5th and 95th percentiles of that day's universe; a missing
+//     component drops out and the others' weights are renormalised.
+//   - Opportunity (0–100): 100·(0.60·clamp((70 − RSI)/40, 0, 1) + 0.40·v),
+//     v the volume change normalised like the liquidity components; NULL
+//     without RSI.
+//   - Global (0–100): the mean of Liquidity and Opportunity where present.
+//
+// Source is the source of the coin's price on that day; RunID the
+// recalculation run that wrote the row.
+type Score struct {
+	CoinID        string
+	Day           time.Time
+	RSI           float64
+	VolumeChange  float64
+	Volatility30d float64
+	Drawdown      float64
+	Momentum7d    float64
+	Momentum30d   float64
+	EMA20         float64
+	Liquidity     float64
+	Opportunity   float64
+	Global        float64
+	Source        string
+	RunID         string
+}
+
+// LatestScore is a coin's Score of its latest scored day with the coin's
+// details and that day's price, market cap and volume (NaN when unknown).
+type LatestScore struct {
+	Score
+	Symbol     string
+	Name       string
+	LogoURL    string
+	Categories []string
+	Price      float64
+	MarketCap  float64
+	Volume     float64
+}
+
+// ScoreColumns is one coin's indicators and scores as columns, for
+// WriteScores: element i of every column is day Days[i] (ascending, no
+// duplicates). A nil column is NULL on every day. Sources and SourceIndex
+// give the source of each day as in HistoryColumns.
+type ScoreColumns struct {
+	CoinID        string
+	Days          []Day
+	RSI           []float64
+	VolumeChange  []float64
+	Volatility30d []float64
+	Drawdown      []float64
+	Momentum7d    []float64
+	Momentum30d   []float64
+	EMA20         []float64
+	Liquidity     []float64
+	Opportunity   []float64
+	Global        []float64
+	Sources       []string
+	SourceIndex   []uint8
+}
+
+// values returns the ten value columns in the order of scoreValueColumns.
+func (c *ScoreColumns) values() [10][]float64 {
+	return [10][]float64{c.RSI, c.VolumeChange, c.Volatility30d, c.Drawdown, c.Momentum7d, c.Momentum30d,
+		c.EMA20, c.Liquidity, c.Opportunity, c.Global}
+}
+
+const scoreValueColumns = `rsi, volume_change, volatility_30d, drawdown, momentum_7d, momentum_30d, ema_20, liquidity, opportunity, global`
+
+// ScoreBatch is what WriteScores writes in one transaction: for each coin
+// of Coins, its rows of the days From to To (inclusive), which replace
+// every stored row of that coin in that range.
+type ScoreBatch struct {
+	From, To Day
+	Coins    []ScoreColumns
+}
+
+// Rows returns the number of rows in b.
+func (b ScoreBatch) Rows() int {
+	n := 0
+	for i := range b.Coins {
+		n += len(b.Coins[i].Days)
+	}
+	return n
+}
+
+func (b ScoreBatch) validate(runID string) error {
+	if runID == "" {
+		return tokenlysis.FieldErrorf("run_id", "Scores need the ID of the run that computed them.")
+	}
+	if b.To < b.From {
+		return tokenlysis.FieldErrorf("to", "The score range ends (%s) before it starts (%s).", b.To, b.From)
+	}
+	seen := make(map[string]bool, len(b.Coins))
+	for i := range b.Coins {
+		c := &b.Coins[i]
+		if c.CoinID == "" || seen[c.CoinID] {
+			return tokenlysis.FieldErrorf("coin_id", "Coin %q is empty or appears twice in the batch.", c.CoinID)
+		}
+		seen[c.CoinID] = true
+		n := len(c.Days)
+		for _, col := range c.values() {
+			if col != nil && len(col) != n {
+				return tokenlysis.FieldErrorf("columns", "Scores of %s: a column has %d values for %d days.", c.CoinID, len(col), n)
+			}
+		}
+		if len(c.SourceIndex) != n {
+			return tokenlysis.FieldErrorf("source", "Scores of %s: %d sources for %d days.", c.CoinID, len(c.SourceIndex), n)
+		}
+		for _, si := range c.SourceIndex {
+			if int(si) >= len(c.Sources) || !validSource(c.Sources[si]) {
+				return tokenlysis.FieldErrorf("source", "Scores of %s: invalid source.", c.CoinID)
+			}
+		}
+		last := b.From - 1
+		for _, d := range c.Days {
+			if d <= last || d > b.To {
+				return tokenlysis.FieldErrorf("day", "Scores of %s: day %s is duplicated, out of order or outside %s..%s.", c.CoinID, d, b.From, b.To)
+			}
+			last = d
+		}
+	}
+	return nil
+}
+
+func (b ScoreBatch) coinIDs() []string {
+	ids := make([]string, len(b.Coins))
+	for i := range b.Coins {
+		ids[i] = b.Coins[i].CoinID
+	}
+	return ids
+}
+
+// scoreRowsPerStatement is the rows of one multi-row scores insert on SQLite.
+const scoreRowsPerStatement = 500
+
+// WriteScores writes a batch of indicators and scores in one transaction
+// and returns the number of rows written: for each coin of the batch it
+// deletes the stored rows of the days b.From to b.To and inserts the
+// batch's rows, then refreshes the coin's latest_scores row. The result is
+// the same however often it runs, and a crash rolls the whole batch back,
+// so a retried run never duplicates or half-writes a batch. On PostgreSQL
+// the rows go in with COPY (binary), on SQLite with multi-row INSERTs.
+//
+// Errors: ENOTFOUND for a coin that does not exist; EINVALID for a missing
+// run ID, columns of the wrong length, days out of order or outside the
+// range, or an unknown source.
+func (s *Store) WriteScores(ctx context.Context, runID string, b ScoreBatch) (int64, error) {
+	if err := b.validate(runID); err != nil {
+		return 0, err
+	}
+	if len(b.Coins) == 0 {
+		return 0, nil
+	}
+	var n int64
+	var err error
+	if s.db.Dialect == database.Postgres {
+		n, err = s.writeScoresPostgres(ctx, runID, b)
+	} else {
+		n, err = s.writeScoresSQLite(ctx, runID, b)
+	}
+	return n, wrap("write scores", err)
+}
+
+func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (int64, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	ids := b.coinIDs()
+	if id, err := s.missingCoin(ctx, tx, ids); err != nil {
+		return 0, err
+	} else if id != "" {
+		return 0, coinNotFound(id)
+	}
+	if err := s.deleteScores(ctx, tx, ids, b.From, b.To); err != nil {
+		return 0, err
+	}
+
+	const width = 14
+	const q = `INSERT INTO scores (coin_id, day, ` + scoreValueColumns + `, source, run_id) VALUES `
+	per := scoreRowsPerStatement
+	full, err := tx.PreparexContext(ctx, q+placeholders(per, width))
+	if err != nil {
+		return 0, err
+	}
+	defer full.Close()
+	days := make([]string, b.To-b.From+1)
+	args := make([]any, 0, per*width)
+	var total int64
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == per {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, q+placeholders(n, width), args...)
+		}
+		total += int64(n)
+		args, n = args[:0], 0
+		return err
+	}
+	for i := range b.Coins {
+		c := &b.Coins[i]
+		cols := c.values()
+		for j, d := range c.Days {
+			ds := days[d-b.From]
+			if ds == "" {
+				ds = dayArg(d)
+				days[d-b.From] = ds
+			}
+			args = append(args, c.CoinID, ds)
+			for _, col := range cols {
+				if col == nil {
+					args = append(args, nil)
+				} else {
+					args = append(args, nullable(col[j]))
+				}
+			}
+			args = append(args, c.Sources[c.SourceIndex[j]], runID)
+			if n++; n == per {
+				if err := flush(); err != nil {
+					return total, err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return total, err
+	}
+	if err := s.refreshLatest(ctx, tx, ids); err != nil {
+		return total, err
+	}
+	return total, tx.Commit()
+}
+
+// deleteScores deletes the scores of coins ids from day from to day to.
+func (s *Store) deleteScores(ctx context.Context, tx *sqlx.Tx, ids []string, from, to Day) error {
+	for batch := range slices.Chunk(ids, maxParams-2) {
+		q, args, err := sqlx.In(`DELETE FROM scores WHERE coin_id IN (?) AND day >= ? AND day <= ?`, batch, dayArg(from), dayArg(to))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshLatest rewrites the latest_scores rows of coins ids from their
+// scores of their latest day (and removes those of coins without scores).
+func (s *Store) refreshLatest(ctx context.Context, tx sqlx.ExtContext, ids []string) error {
+	const del = `DELETE FROM latest_scores WHERE coin_id IN (?)`
+	const ins = `INSERT INTO latest_scores (coin_id, day, ` + scoreValueColumns + `, price, market_cap, volume, source, run_id)
+		SELECT s.coin_id, s.day, s.rsi, s.volume_change, s.volatility_30d, s.drawdown, s.momentum_7d, s.momentum_30d,
+			s.ema_20, s.liquidity, s.opportunity, s.global, h.price, h.market_cap, h.volume, s.source, s.run_id
+		FROM coins c
+		JOIN scores s ON s.coin_id = c.id AND s.day = (SELECT MAX(m.day) FROM scores m WHERE m.coin_id = c.id)
+		LEFT JOIN price_history h ON h.coin_id = s.coin_id AND h.day = s.day
+		WHERE c.id IN (?)`
+	for batch := range slices.Chunk(ids, maxParams) {
+		for _, q := range []string{del, ins} {
+			q, args, err := sqlx.In(q, batch)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeScoresPostgres runs the batch's transaction on a pgx connection of
+// the pool, so that the rows go in with COPY FROM STDIN (FORMAT binary),
+// streamed from the columns without materialising them.
+func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBatch) (int64, error) {
+	conn, err := s.db.DB.DB.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	var total int64
+	err = conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlstore: PostgreSQL connection is a %T, not a pgx connection", dc)
+		}
+		pc := sc.Conn()
+		tx, err := pc.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		ids := b.coinIDs()
+		rows, err := tx.Query(ctx, `SELECT id FROM coins WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		found := make(map[string]bool, len(ids))
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			found[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if !found[id] {
+				return coinNotFound(id)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM scores WHERE coin_id = ANY($1) AND day >= $2 AND day <= $3`,
+			ids, b.From.Time(), b.To.Time()); err != nil {
+			return err
+		}
+		tag, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, b),
+			`COPY scores (coin_id, day, `+scoreValueColumns+`, source, run_id) FROM STDIN (FORMAT binary)`)
+		if err != nil {
+			return err
+		}
+		total = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `DELETE FROM latest_scores WHERE coin_id = ANY($1)`, ids); err != nil {
+			return err
+		}
+		// The same statement as refreshLatest, with an array parameter.
+		if _, err := tx.Exec(ctx, `INSERT INTO latest_scores (coin_id, day, `+scoreValueColumns+`, price, market_cap, volume, source, run_id)
+			SELECT s.coin_id, s.day, s.rsi, s.volume_change, s.volatility_30d, s.drawdown, s.momentum_7d, s.momentum_30d,
+				s.ema_20, s.liquidity, s.opportunity, s.global, h.price, h.market_cap, h.volume, s.source, s.run_id
+			FROM coins c
+			JOIN scores s ON s.coin_id = c.id AND s.day = (SELECT MAX(m.day) FROM scores m WHERE m.coin_id = c.id)
+			LEFT JOIN price_history h ON h.coin_id = s.coin_id AND h.day = s.day
+			WHERE c.id = ANY($1)`, ids); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	return total, err
+}
+
+// scoreCopyReader encodes a batch in PostgreSQL's binary COPY format as it
+// is read: a header, one tuple per row, a trailer.
+type scoreCopyReader struct {
+	runID  string
+	b      ScoreBatch
+	coin   int // current coin of b.Coins
+	row    int // next row of that coin
+	buf    []byte
+	off    int
+	header bool
+	done   bool
+}
+
+func newScoreCopyReader(runID string, b ScoreBatch) *scoreCopyReader {
+	return &scoreCopyReader{runID: runID, b: b, buf: make([]byte, 0, 64<<10)}
+}
+
+// pgEpochDay is 2000-01-01, day 0 of PostgreSQL's binary DATE.
+const pgEpochDay = 10957
+
+func (r *scoreCopyReader) Read(p []byte) (int, error) {
+	if r.off == len(r.buf) {
+		if r.done {
+			return 0, io.EOF
+		}
+		r.fill()
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// fill encodes the next rows into the buffer.
+func (r *scoreCopyReader) fill() {
+	b := r.buf[:0]
+	r.off = 0
+	if !r.header {
+		b = append(b, "PGCOPY\n\xff\r\n\x00"...)
+		b = binary.BigEndian.AppendUint32(b, 0) // flags
+		b = binary.BigEndian.AppendUint32(b, 0) // header extension length
+		r.header = true
+	}
+	for len(b) < cap(b)-512 && r.coin < len(r.b.Coins) {
+		c := &r.b.Coins[r.coin]
+		if r.row == len(c.Days) {
+			r.coin, r.row = r.coin+1, 0
+			continue
+		}
+		j := r.row
+		r.row++
+		b = binary.BigEndian.AppendUint16(b, 14)
+		b = appendText(b, c.CoinID)
+		b = binary.BigEndian.AppendUint32(b, 4)
+		b = binary.BigEndian.AppendUint32(b, uint32(int32(c.Days[j])-pgEpochDay))
+		for _, col := range c.values() {
+			if col == nil || col[j]-col[j] != 0 {
+				b = binary.BigEndian.AppendUint32(b, math.MaxUint32) // -1: NULL
+				continue
+			}
+			b = binary.BigEndian.AppendUint32(b, 8)
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(col[j]))
+		}
+		b = appendText(b, c.Sources[c.SourceIndex[j]])
+		b = appendText(b, r.runID)
+	}
+	if r.coin == len(r.b.Coins) {
+		b = binary.BigEndian.AppendUint16(b, math.MaxUint16) // -1: end of data
+		r.done = true
+	}
+	r.buf = b
+}
+
+func appendText(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// scoreColumns is the SELECT list of a Score, from table alias l.
+const scoreColumns = `l.coin_id, l.day, l.rsi, l.volume_change, l.volatility_30d, l.drawdown, l.momentum_7d, l.momentum_30d,
+	l.ema_20, l.liquidity, l.opportunity, l.global, l.source, l.run_id`
+
+// scoreScan holds the scan targets of scoreColumns.
+type scoreScan struct {
+	s    Score
+	day  Day
+	vals [10]sql.NullFloat64
+}
+
+func (ss *scoreScan) dest() []any {
+	d := []any{&ss.s.CoinID, dayScanner{&ss.day}}
+	for i := range ss.vals {
+		d = append(d, &ss.vals[i])
+	}
+	return append(d, &ss.s.Source, &ss.s.RunID)
+}
+
+func (ss *scoreScan) score() Score {
+	s := ss.s
+	s.Day = ss.day.Time()
+	v := func(i int) float64 { return nanOf(ss.vals[i]) }
+	s.RSI, s.VolumeChange, s.Volatility30d, s.Drawdown, s.Momentum7d = v(0), v(1), v(2), v(3), v(4)
+	s.Momentum30d, s.EMA20, s.Liquidity, s.Opportunity, s.Global = v(5), v(6), v(7), v(8), v(9)
+	return s
+}
+
+// ScoreHistory returns a coin's scores between from and to (inclusive UTC
+// days; a zero bound is open), oldest first.
+// Errors: ENOTFOUND for an unknown coin.
+func (s *Store) ScoreHistory(ctx context.Context, coinID string, from, to time.Time) ([]Score, error) {
+	where, args := dayBounds(from, to)
+	where, args = append([]string{"coin_id = ?"}, where...), append([]any{coinID}, args...)
+	q := `SELECT ` + scoreColumns + ` FROM scores l WHERE ` + strings.Join(where, " AND ") + ` ORDER BY day`
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, wrap("score history", err)
+	}
+	defer rows.Close()
+	out := []Score{}
+	var ss scoreScan
+	dest := ss.dest()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, wrap("score history", err)
+		}
+		out = append(out, ss.score())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("score history", err)
+	}
+	if len(out) == 0 {
+		if _, err := s.FindCoin(ctx, coinID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Sort keys of LatestScores: each sorts descending, unknown values last,
+// ties by coin ID.
+var scoreSorts = map[string]string{
+	"global":         "l.global",
+	"liquidity":      "l.liquidity",
+	"opportunity":    "l.opportunity",
+	"market_cap":     "l.market_cap",
+	"volume":         "l.volume",
+	"price":          "l.price",
+	"rsi":            "l.rsi",
+	"volume_change":  "l.volume_change",
+	"volatility_30d": "l.volatility_30d",
+	"drawdown":       "l.drawdown",
+	"momentum_7d":    "l.momentum_7d",
+	"momentum_30d":   "l.momentum_30d",
+}
+
+// ScoreSorts returns the sort keys LatestScores accepts.
+func ScoreSorts() []string {
+	keys := make([]string, 0, len(scoreSorts))
+	for k := range scoreSorts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Limits of ScoreFilter.Limit.
+const (
+	DefaultScoreLimit = 100
+	MaxScoreLimit     = 1000
+)
+
+// ScoreFilter selects latest scores.
+type ScoreFilter struct {
+	// Category keeps the coins having it (case-insensitive); "" keeps all.
+	Category string
+	// Sort is a key of ScoreSorts; default "global". The order is
+	// descending, unknown values last, ties by coin ID.
+	Sort string
+	// Limit is the page size, 1 to MaxScoreLimit; 0 means DefaultScoreLimit.
+	Limit int
+	// Cursor is the NextCursor of the previous page, "" for the first.
+	Cursor string
+}
+
+// ScorePage is a page of latest scores; NextCursor is "" on the last page.
+type ScorePage struct {
+	Items      []LatestScore
+	NextCursor string
+}
+
+// scoreCursor is the position after the last item of a page: its sort key,
+// the item's value of that key (nil when unknown) and its coin ID.
+type scoreCursor struct {
+	Sort  string   `json:"s"`
+	Value *float64 `json:"v"`
+	Coin  string   `json:"c"`
+}
+
+func (c scoreCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeScoreCursor(s string) (scoreCursor, bool) {
+	var c scoreCursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil || c.Coin == "" {
+		return c, false
+	}
+	return c, true
+}
+
+// sortValue returns ls's value of sort key k.
+func (ls *LatestScore) sortValue(k string) float64 {
+	switch k {
+	case "liquidity":
+		return ls.Liquidity
+	case "opportunity":
+		return ls.Opportunity
+	case "market_cap":
+		return ls.MarketCap
+	case "volume":
+		return ls.Volume
+	case "price":
+		return ls.Price
+	case "rsi":
+		return ls.RSI
+	case "volume_change":
+		return ls.VolumeChange
+	case "volatility_30d":
+		return ls.Volatility30d
+	case "drawdown":
+		return ls.Drawdown
+	case "momentum_7d":
+		return ls.Momentum7d
+	case "momentum_30d":
+		return ls.Momentum30d
+	}
+	return ls.Global
+}
+
+// LatestScores returns a page of each coin's latest scores, read from the
+// latest_scores table that every WriteScores keeps current (an index scan,
+// not an aggregate over the history).
+// Errors: EINVALID for an unknown sort key, a limit out of range or a
+// cursor that is not one of this sort's.
+func (s *Store) LatestScores(ctx context.Context, f ScoreFilter) (ScorePage, error) {
+	sortKey := f.Sort
+	if sortKey == "" {
+		sortKey = "global"
+	}
+	col, ok := scoreSorts[sortKey]
+	if !ok {
+		return ScorePage{}, tokenlysis.FieldErrorf("sort", "Unknown sort %q: want one of %s.", f.Sort, strings.Join(ScoreSorts(), ", "))
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = DefaultScoreLimit
+	}
+	if limit < 1 || limit > MaxScoreLimit {
+		return ScorePage{}, tokenlysis.FieldErrorf("limit", "The limit must be between 1 and %d, got %d.", MaxScoreLimit, f.Limit)
+	}
+	where, args := []string{"1 = 1"}, []any{}
+	if f.Category != "" {
+		where, args = append(where, s.categoryFilter()), append(args, f.Category)
+	}
+	if f.Cursor != "" {
+		c, ok := decodeScoreCursor(f.Cursor)
+		if !ok || c.Sort != sortKey {
+			return ScorePage{}, tokenlysis.FieldErrorf("cursor", "Invalid cursor for sort %q.", sortKey)
+		}
+		if c.Value == nil {
+			where, args = append(where, "("+col+" IS NULL AND l.coin_id > ?)"), append(args, c.Coin)
+		} else {
+			where = append(where, "("+col+" < ? OR ("+col+" = ? AND l.coin_id > ?) OR "+col+" IS NULL)")
+			args = append(args, *c.Value, *c.Value, c.Coin)
+		}
+	}
+	// col comes from scoreSorts, never from the request.
+	q := `SELECT ` + scoreColumns + `, l.price, l.market_cap, l.volume, c.symbol, c.name, c.logo_url, c.categories
+		FROM latest_scores l JOIN coins c ON c.id = l.coin_id
+		WHERE ` + strings.Join(where, " AND ") + `
+		ORDER BY ` + col + ` DESC NULLS LAST, l.coin_id LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return ScorePage{}, wrap("latest scores", err)
+	}
+	defer rows.Close()
+	page := ScorePage{Items: make([]LatestScore, 0, limit)}
+	var (
+		ss               scoreScan
+		price, mcap, vol sql.NullFloat64
+		symbol, name     string
+		logo, cats       string
+		dest             = append(ss.dest(), &price, &mcap, &vol, &symbol, &name, &logo, &cats)
+		// Most coins share a few category lists: parse each distinct one once.
+		parsed = map[string][]string{}
+	)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return ScorePage{}, wrap("latest scores", err)
+		}
+		ls := LatestScore{Score: ss.score(), Symbol: symbol, Name: name, LogoURL: logo,
+			Price: nanOf(price), MarketCap: nanOf(mcap), Volume: nanOf(vol)}
+		cs, ok := parsed[cats]
+		if !ok {
+			cs = []string{}
+			if err := json.Unmarshal([]byte(cats), &cs); err != nil {
+				return ScorePage{}, wrap("latest scores", err)
+			}
+			parsed[cats] = cs
+		}
+		ls.Categories = slices.Clone(cs)
+		page.Items = append(page.Items, ls)
+	}
+	if err := rows.Err(); err != nil {
+		return ScorePage{}, wrap("latest scores", err)
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		last := &page.Items[limit-1]
+		c := scoreCursor{Sort: sortKey, Coin: last.CoinID}
+		if v := last.sortValue(sortKey); v == v {
+			c.Value = &v
+		}
+		page.NextCursor = c.encode()
+	}
+	return page, nil
+}
+
+// Statuses of a recalculation run.
+const (
+	RecalcRunning   = "running"
+	RecalcSucceeded = "succeeded"
+	RecalcFailed    = "failed"
+)
+
+// RecalcRun records one recalculation: what it covered and how it ended.
+type RecalcRun struct {
+	ID string
+	// JobID is the job that ran it, "" when run outside a job.
+	JobID string
+	// Scope describes the coins covered, e.g. "universe" or "coins:a,b".
+	Scope string
+	// Since is the first day written; zero for the full history.
+	Since  time.Time
+	Status string
+	// Assets, Days and Rows count the coins, the days and the score rows
+	// written.
+	Assets int
+	Days   int
+	Rows   int64
+	// Sources lists the data sources of the history scored.
+	Sources    []string
+	StartedAt  time.Time
+	FinishedAt time.Time // zero while running
+	Error      string
+}
+
+const recalcRunColumns = `id, job_id, scope, since, status, assets, days, rows_written, sources, started_at, finished_at, error`
+
+func scanRecalcRun(sc interface{ Scan(...any) error }) (RecalcRun, error) {
+	var r RecalcRun
+	var job sql.NullString
+	var since nullDay
+	var finished sql.NullTime
+	var sources string
+	err := sc.Scan(&r.ID, &job, &r.Scope, &since, &r.Status, &r.Assets, &r.Days, &r.Rows, &sources, &r.StartedAt, &finished, &r.Error)
+	r.JobID, r.StartedAt = job.String, r.StartedAt.UTC()
+	if since.Valid {
+		r.Since = since.Day.Time()
+	}
+	if finished.Valid {
+		r.FinishedAt = finished.Time.UTC()
+	}
+	r.Sources = []string{}
+	if sources != "" {
+		r.Sources = strings.Split(sources, ",")
+	}
+	return r, err
+}
+
+// StartRecalcRun records a new running run (r.ID, r.Scope and, when not
+// zero, r.JobID and r.Since) started now, and returns it.
+// Errors: EINVALID without ID or scope; ECONFLICT when the ID exists.
+func (s *Store) StartRecalcRun(ctx context.Context, r RecalcRun) (RecalcRun, error) {
+	if r.ID == "" || r.Scope == "" {
+		return r, tokenlysis.FieldErrorf("id", "A recalculation run needs an ID and a scope.")
+	}
+	r.Status, r.StartedAt, r.FinishedAt, r.Error = RecalcRunning, s.now(), time.Time{}, ""
+	r.Assets, r.Days, r.Rows, r.Sources = 0, 0, 0, []string{}
+	var since any
+	if !r.Since.IsZero() {
+		r.Since = DayOf(r.Since).Time()
+		since = timeDayArg(r.Since)
+	}
+	const q = `INSERT INTO recalc_runs (id, job_id, scope, since, status, started_at) VALUES (?, ?, ?, ?, ?, ?)`
+	_, err := s.db.ExecContext(ctx, s.rebind(q), r.ID, nullString(r.JobID), r.Scope, since, r.Status, r.StartedAt)
+	if database.IsUniqueViolation(err) {
+		return r, tokenlysis.Errorf(tokenlysis.ECONFLICT, "Recalculation run %s already exists.", r.ID)
+	}
+	return r, wrap("start recalc run", err)
+}
+
+// FinishRecalcRun ends a running run with r.Status (RecalcSucceeded or
+// RecalcFailed), its counts, sources and error, finished now.
+// Errors: EINVALID for another status; ENOTFOUND; ECONFLICT when the run
+// already ended.
+func (s *Store) FinishRecalcRun(ctx context.Context, r RecalcRun) error {
+	if r.Status != RecalcSucceeded && r.Status != RecalcFailed {
+		return tokenlysis.FieldErrorf("status", "A run ends as succeeded or failed, not %q.", r.Status)
+	}
+	const q = `UPDATE recalc_runs SET status = ?, assets = ?, days = ?, rows_written = ?, sources = ?, error = ?, finished_at = ?
+		WHERE id = ? AND status = 'running'`
+	res, err := s.db.ExecContext(ctx, s.rebind(q), r.Status, r.Assets, r.Days, r.Rows, strings.Join(r.Sources, ","), r.Error, s.now(), r.ID)
+	if err != nil {
+		return wrap("finish recalc run", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("finish recalc run", err)
+	} else if n == 0 {
+		if _, err := s.FindRecalcRun(ctx, r.ID); err != nil {
+			return err
+		}
+		return tokenlysis.Errorf(tokenlysis.ECONFLICT, "Recalculation run %s already ended.", r.ID)
+	}
+	return nil
+}
+
+// FindRecalcRun returns the run with the given ID.
+// Errors: ENOTFOUND.
+func (s *Store) FindRecalcRun(ctx context.Context, id string) (RecalcRun, error) {
+	r, err := scanRecalcRun(s.db.QueryRowxContext(ctx, s.rebind(`SELECT `+recalcRunColumns+` FROM recalc_runs WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Recalculation run not found.")
+	}
+	return r, wrap("find recalc run", err)
+}
+
+// ListRecalcRuns returns the latest runs, newest first, at most limit
+// (default 20).
+func (s *Store) ListRecalcRuns(ctx context.Context, limit int) ([]RecalcRun, error) {
+	if limit <= 0 {
+		limit = 20
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+recalcRunColumns+` FROM recalc_runs ORDER BY started_at DESC, id DESC LIMIT ?`), limit)
+	if err != nil {
+		return nil, wrap("list recalc runs", err)
+	}
+	defer rows.Close()
+	out := []RecalcRun{}
+	for rows.Next() {
+		r, err := scanRecalcRun(rows)
+		if err != nil {
+			return nil, wrap("list recalc runs", err)
+		}
+		out = append(out, r)
+	}
+	return out, wrap("list recalc runs", rows.Err())
+}
