@@ -44,7 +44,9 @@
 //     MaxDrawdown(closes) returns its last value.
 //   - Compute(dst *Set, closes, volumes, Config): all of the product's
 //     columns for one asset into reusable buffers (RSI 14, EMA 20,
-//     volatility 30 × √365, drawdown, momentum 7 and 30, volume change).
+//     volatility 30 × √365, drawdown, momentum 7 and 30, volume change), in
+//     one pass over the closes with the same per-point state machines as
+//     the functions above, hence the same values.
 //
 // # Reference values
 //

@@ -1,6 +1,7 @@
 // Package score computes the Tokenlysis scores of a universe of assets as
 // pure functions over columnar float64 data (NaN = missing): no I/O, no
-// globals, no goroutines.
+// goroutines, no mutable package state (the only package variable is a
+// read-only log10 table).
 //
 // # Definitions (as the Python original defined them)
 //
@@ -33,11 +34,23 @@
 // Day scores one day's cross-section (index = asset). Panel scores a whole
 // history: each asset's Inputs are aligned on a common day index (NaN, or a
 // nil column, where the asset has no value that day) and every day is
-// scored exactly as Day would score that day's cross-section. PanelDays
-// scores a range of days into columns sized by NewPanelScores, so that a
-// caller can split the days between goroutines (one Scorer each). None of
-// them allocates once its buffers have grown to the problem's size; the
-// percentiles come from selection in a scratch buffer, not from sorting.
+// scored exactly as Day would score that day's cross-section (the tests
+// check bit-for-bit equality). PanelDays scores a range of days into
+// columns sized by NewPanelScores, so that a caller can split the days
+// between goroutines (one Scorer each).
+//
+// # How the panel is computed
+//
+// Only the bands (the p5 and p95 of each component on each day) need the
+// cross-section. Panel computes them first, from day-major copies of the
+// four normalised columns made 128 days at a time by a cache-blocked
+// transposition; then it scores each asset along its own columns, reading
+// and writing them sequentially. A band needs four order statistics, found
+// by selection on the raw values (log10 is increasing, so only those four
+// are taken to log10), in one pass that brackets them with the previous
+// day's band, with an exact fallback to a full selection. log10 itself is
+// a table-driven version accurate to about 1e-15. Once its buffers have
+// grown, a Scorer does not allocate.
 //
 // Errors are *tokenlysis.Error with code EINVALID (mismatched column
 // lengths, a bad day range).
