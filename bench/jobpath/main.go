@@ -1,0 +1,509 @@
+// Command jobpath measures target P1 of the job spine: the rate of no-op
+// system:probe jobs (one step, 0 ms) through the full job path against the
+// rate of bare asynq tasks, on the same Redis and machine, in one run.
+//
+// Full path: job.Service.Submit (job row and "queued" event in SQL, asynq
+// enqueue with the job ID as task ID, event published on the bus), then the
+// worker's job.Runner middleware around the probe handler (StartAttempt,
+// one Report, Succeed, each published on the bus). The API side and the
+// worker side each have their own database pool and Redis client, as the
+// two processes do. Bare: asynq enqueue of a no-op task with the same
+// payload and options, and an asynq server whose handler does nothing.
+// Both use the same server configuration as cmd/worker (concurrency,
+// queues, 100 ms task check interval) and are timed the same way.
+//
+// Usage:
+//
+//	go run ./bench/jobpath [-engines sqlite,postgres] [-n 10000] [-concurrency 20]
+//	    [-producers 20] [-mode pipelined|phased] [-rounds 1] [-cpuprofile FILE]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
+	"github.com/tokenlysis/tokenlysis/internal/auth"
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/events"
+	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/tasks"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "jobpath:", err)
+		os.Exit(1)
+	}
+}
+
+// Targets of P1: full-path rate over bare rate.
+var targets = map[database.Dialect]float64{database.Postgres: 0.8, database.SQLite: 0.5}
+
+const (
+	modePipelined = "pipelined" // producers enqueue while the server processes
+	modePhased    = "phased"    // enqueue all, then start the server
+	bareType      = "bench:noop"
+)
+
+// probePayload is the params of a no-op probe, as the API canonicalises
+// them; the bare tasks carry the same bytes.
+var probePayload = []byte(`{"steps":1,"step_ms":0}`)
+
+type config struct {
+	engines     []database.Dialect
+	n           int
+	concurrency int
+	producers   int
+	mode        string
+	rounds      int
+	redisURL    string
+	postgresURL string
+	cpuprofile  string
+	timeout     time.Duration
+}
+
+// rate is one timed run of n tasks or jobs.
+type rate struct {
+	Total   time.Duration // first enqueue to last completion
+	Enqueue time.Duration // phased mode: time to enqueue everything
+	Process time.Duration // phased mode: server start to last completion
+	PerSec  float64       // n / Total
+}
+
+// result is the outcome of one engine.
+type result struct {
+	Engine    database.Dialect
+	Bare      rate // median round
+	Full      rate // median round
+	Ratio     float64
+	Target    float64
+	Pass      bool
+	Succeeded int   // jobs succeeded in SQL after every round
+	Events    int   // job events in SQL
+	Published int64 // notifications published on the bus by the full path
+	Load      string
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error) {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "P1 job path: n=%d concurrency=%d producers=%d mode=%s rounds=%d redis=%s\n",
+		cfg.n, cfg.concurrency, cfg.producers, cfg.mode, cfg.rounds, cfg.redisURL)
+	fmt.Fprintf(stdout, "load average before: %s\n", testbed.Load())
+	var results []result
+	for _, d := range cfg.engines {
+		r, err := measureEngine(ctx, cfg, d)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", d, err)
+		}
+		results = append(results, r)
+		fmt.Fprintf(stdout, "%s: bare %.0f/s (%s), full %.0f/s (%s); load %s\n",
+			d, r.Bare.PerSec, r.Bare.Total.Round(time.Millisecond), r.Full.PerSec, r.Full.Total.Round(time.Millisecond), r.Load)
+		if cfg.mode == modePhased {
+			fmt.Fprintf(stdout, "%s phases: bare enqueue %.0f/s process %.0f/s; full submit %.0f/s process %.0f/s\n", d,
+				perSec(cfg.n, r.Bare.Enqueue), perSec(cfg.n, r.Bare.Process), perSec(cfg.n, r.Full.Enqueue), perSec(cfg.n, r.Full.Process))
+		}
+	}
+	printTable(stdout, results)
+	fmt.Fprintf(stdout, "load average after: %s\n", testbed.Load())
+	return results, nil
+}
+
+func parseFlags(args []string) (config, error) {
+	fs := flag.NewFlagSet("jobpath", flag.ContinueOnError)
+	engines := fs.String("engines", "sqlite,postgres", "engines to measure, comma-separated")
+	var cfg config
+	fs.IntVar(&cfg.n, "n", 10_000, "tasks (and jobs) per run")
+	fs.IntVar(&cfg.concurrency, "concurrency", 20, "asynq server concurrency (same for both)")
+	fs.IntVar(&cfg.producers, "producers", 20, "goroutines enqueueing or submitting")
+	fs.StringVar(&cfg.mode, "mode", modePipelined, "pipelined (enqueue while processing) or phased (enqueue all, then process)")
+	fs.IntVar(&cfg.rounds, "rounds", 1, "runs of each kind per engine, alternating; the median is reported")
+	fs.StringVar(&cfg.redisURL, "redis", testbed.DefaultRedisURL, "Redis URL with the database index to use (flushed!)")
+	fs.StringVar(&cfg.postgresURL, "postgres", testbed.DefaultPostgresURL, "PostgreSQL admin URL (creates and drops its own database)")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each full-path run to FILE.<engine>")
+	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	var err error
+	if cfg.engines, err = testbed.Dialects(*engines); err != nil {
+		return cfg, err
+	}
+	switch {
+	case cfg.n < 1 || cfg.concurrency < 1 || cfg.producers < 1 || cfg.rounds < 1:
+		return cfg, errors.New("-n, -concurrency, -producers and -rounds must be at least 1")
+	case cfg.mode != modePipelined && cfg.mode != modePhased:
+		return cfg, fmt.Errorf("-mode must be %s or %s", modePipelined, modePhased)
+	}
+	return cfg, nil
+}
+
+func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ result, err error) {
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL})
+	if err != nil {
+		return result{}, err
+	}
+	defer func() { err = errors.Join(err, bed.Close(context.WithoutCancel(ctx))) }()
+
+	full, err := newFullPath(ctx, bed, cfg.concurrency)
+	if err != nil {
+		return result{}, err
+	}
+	defer full.close()
+
+	bareRedis, err := bed.Redis(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	defer bareRedis.Close()
+	bareClient := asynq.NewClientFromRedisClient(bareRedis)
+
+	var bares, fulls []rate
+	for round := range cfg.rounds {
+		b, err := measure(ctx, cfg, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient))
+		if err != nil {
+			return result{}, fmt.Errorf("bare round %d: %w", round+1, err)
+		}
+		bares = append(bares, b)
+		if err := bed.FlushRedis(ctx); err != nil {
+			return result{}, err
+		}
+		var prof *os.File
+		if cfg.cpuprofile != "" {
+			if prof, err = startProfile(fmt.Sprintf("%s.%s", cfg.cpuprofile, d)); err != nil {
+				return result{}, err
+			}
+		}
+		f, err := measure(ctx, cfg, full.server, full.submit)
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+		}
+		if err != nil {
+			return result{}, fmt.Errorf("full round %d: %w", round+1, err)
+		}
+		fulls = append(fulls, f)
+		if err := bed.FlushRedis(ctx); err != nil {
+			return result{}, err
+		}
+	}
+	r := result{Engine: d, Bare: median(bares), Full: median(fulls), Target: targets[d], Load: testbed.Load()}
+	r.Ratio = r.Full.PerSec / r.Bare.PerSec
+	r.Pass = r.Ratio >= r.Target
+	r.Published = full.published.Load()
+	if r.Succeeded, r.Events, err = full.counts(ctx); err != nil {
+		return r, err
+	}
+	if want := cfg.rounds * cfg.n; r.Succeeded != want || r.Events != 4*want || r.Published != int64(4*want) {
+		return r, fmt.Errorf("full path incomplete: %d jobs succeeded, %d events recorded, %d published; want %d, %d, %d",
+			r.Succeeded, r.Events, r.Published, want, 4*want, 4*want)
+	}
+	return r, nil
+}
+
+func startProfile(path string) (*os.File, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// median returns the round with the median rate (the lower middle one of
+// an even count).
+func median(rs []rate) rate {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b rate) int { return int(a.Total - b.Total) })
+	return rs[(len(rs)-1)/2]
+}
+
+// enqueueFunc enqueues (or submits) task number i.
+type enqueueFunc func(ctx context.Context, i int) error
+
+// serverFunc builds an asynq server and the mux it runs, with mw as the
+// outermost middleware.
+type serverFunc func(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux)
+
+// measure times n tasks through the server that mkServer builds, fed by
+// cfg.producers goroutines calling enqueue.
+func measure(ctx context.Context, cfg config, mkServer serverFunc, enqueue enqueueFunc) (rate, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	var done, failed atomic.Int64
+	finished := make(chan struct{})
+	count := func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			err := next.ProcessTask(ctx, t)
+			if err != nil {
+				failed.Add(1)
+			} else if done.Add(1) == int64(cfg.n) {
+				close(finished)
+			}
+			return err
+		})
+	}
+	srv, mux := mkServer(count)
+	defer srv.Shutdown()
+
+	var r rate
+	start := time.Now()
+	if cfg.mode == modePhased {
+		if err := produce(ctx, cfg.n, cfg.producers, enqueue); err != nil {
+			return r, err
+		}
+		r.Enqueue = time.Since(start)
+	}
+	procStart := time.Now()
+	if err := srv.Start(mux); err != nil {
+		return r, fmt.Errorf("start asynq server: %w", err)
+	}
+	produced := make(chan error, 1)
+	if cfg.mode == modePipelined {
+		go func() { produced <- produce(ctx, cfg.n, cfg.producers, enqueue) }()
+	} else {
+		produced <- nil
+	}
+	select {
+	case <-finished:
+	case err := <-produced:
+		if err != nil {
+			return r, err
+		}
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			return r, fmt.Errorf("%d of %d processed (%d failed attempts): %w", done.Load(), cfg.n, failed.Load(), ctx.Err())
+		}
+	case <-ctx.Done():
+		return r, fmt.Errorf("%d of %d processed (%d failed attempts): %w", done.Load(), cfg.n, failed.Load(), ctx.Err())
+	}
+	r.Total = time.Since(start)
+	r.Process = time.Since(procStart)
+	r.PerSec = perSec(cfg.n, r.Total)
+	if n := failed.Load(); n > 0 {
+		return r, fmt.Errorf("%d attempts failed", n)
+	}
+	return r, nil
+}
+
+// produce calls enqueue for 0..n-1 from the given number of goroutines.
+func produce(ctx context.Context, n, producers int, enqueue enqueueFunc) error {
+	var next atomic.Int64
+	errc := make(chan error, producers)
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := enqueue(ctx, i); err != nil {
+					errc <- fmt.Errorf("enqueue %d: %w", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+func perSec(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// newServer returns an asynq server configured as cmd/worker configures it.
+func newServer(bed *testbed.Bed, concurrency int) *asynq.Server {
+	opt, err := asynq.ParseRedisURI(bed.RedisURL)
+	if err != nil {
+		panic(err) // the bed's URL was checked when it was made
+	}
+	return asynq.NewServer(opt, asynq.Config{
+		Concurrency:       concurrency,
+		TaskCheckInterval: 100 * time.Millisecond,
+		Queues:            map[string]int{job.QueueCritical: 6, job.QueueDefault: 3, job.QueueLow: 1},
+		LogLevel:          asynq.WarnLevel,
+	})
+}
+
+func bareServer(bed *testbed.Bed, concurrency int) serverFunc {
+	return func(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux) {
+		mux := asynq.NewServeMux()
+		mux.Use(mw)
+		mux.HandleFunc(bareType, func(context.Context, *asynq.Task) error { return nil })
+		return newServer(bed, concurrency), mux
+	}
+}
+
+// bareEnqueue enqueues no-op tasks with the options Service.Submit gives a
+// probe (queue, retries, timeout); asynq picks the task ID.
+func bareEnqueue(client *asynq.Client) enqueueFunc {
+	return func(ctx context.Context, _ int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask(bareType, probePayload),
+			asynq.Queue(job.QueueDefault), asynq.MaxRetry(3), asynq.Timeout(2*time.Hour))
+		return err
+	}
+}
+
+// fullPath is the API side (Service) and the worker side (Runner) of the
+// job path, each on its own pool and Redis client.
+type fullPath struct {
+	bed         *testbed.Bed
+	concurrency int
+	svc         *job.Service
+	runner      *job.Runner
+	apiDB       *database.DB
+	workerDB    *database.DB
+	closers     []func() error
+	published   atomic.Int64
+	principal   auth.Principal
+}
+
+func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int) (_ *fullPath, err error) {
+	f := &fullPath{bed: bed, concurrency: concurrency, principal: auth.Principal{Subject: "bench", Roles: []string{authz.RoleUser}}}
+	defer func() {
+		if err != nil {
+			f.close()
+		}
+	}()
+	az, err := authz.New(authz.Config{})
+	if err != nil {
+		return nil, err
+	}
+	registry, err := job.NewRegistry(tasks.Specs()...)
+	if err != nil {
+		return nil, err
+	}
+
+	// API side.
+	if f.apiDB, err = bed.OpenDB(ctx); err != nil {
+		return nil, err
+	}
+	f.closers = append(f.closers, f.apiDB.Close)
+	apiRedis, err := bed.Redis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.closers = append(f.closers, apiRedis.Close)
+	queue := asynq.NewClientFromRedisClient(apiRedis)
+	inspector := asynq.NewInspectorFromRedisClient(apiRedis)
+	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published}
+	f.svc = job.NewService(sqlstore.New(f.apiDB), queue, inspector, apiBus, az, registry, job.ServiceConfig{})
+
+	// Worker side.
+	if f.workerDB, err = bed.OpenDB(ctx); err != nil {
+		return nil, err
+	}
+	f.closers = append(f.closers, f.workerDB.Close)
+	workerRedis, err := bed.Redis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.closers = append(f.closers, workerRedis.Close)
+	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published}
+	f.runner = job.NewRunner(sqlstore.New(f.workerDB), workerBus, job.RunnerConfig{Observer: newAttemptMetrics()})
+	return f, nil
+}
+
+func (f *fullPath) close() {
+	for _, c := range slices.Backward(f.closers) {
+		c()
+	}
+}
+
+func (f *fullPath) server(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux) {
+	mux := asynq.NewServeMux()
+	mux.Use(mw, f.runner.Middleware)
+	tasks.Register(mux)
+	return newServer(f.bed, f.concurrency), mux
+}
+
+func (f *fullPath) submit(ctx context.Context, _ int) error {
+	_, _, err := f.svc.Submit(ctx, f.principal, job.SubmitRequest{Type: tasks.TypeProbe, Params: probePayload})
+	return err
+}
+
+// counts returns the succeeded jobs and the job events recorded in SQL.
+func (f *fullPath) counts(ctx context.Context) (succeeded, evs int, err error) {
+	if err := f.apiDB.GetContext(ctx, &succeeded, `SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'`); err != nil {
+		return 0, 0, err
+	}
+	if err := f.apiDB.GetContext(ctx, &evs, `SELECT COUNT(*) FROM job_events`); err != nil {
+		return 0, 0, err
+	}
+	return succeeded, evs, nil
+}
+
+// countingPublisher counts what the job path publishes on the bus.
+type countingPublisher struct {
+	bus *events.Bus
+	n   *atomic.Int64
+}
+
+var _ job.Publisher = (*countingPublisher)(nil)
+
+func (p *countingPublisher) Publish(ctx context.Context, topic string, payload []byte) error {
+	err := p.bus.Publish(ctx, topic, payload)
+	if err == nil {
+		p.n.Add(1)
+	}
+	return err
+}
+
+// attemptMetrics is the worker's attempt counter (cmd/worker has the same).
+type attemptMetrics struct{ attempts *prometheus.CounterVec }
+
+func newAttemptMetrics() *attemptMetrics {
+	m := &attemptMetrics{attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenlysis_job_attempts_total", Help: "Job attempts by type and outcome.",
+	}, []string{"type", "outcome"})}
+	prometheus.NewRegistry().MustRegister(m.attempts)
+	return m
+}
+
+func (m *attemptMetrics) AttemptDone(jobType, outcome string, _ error) {
+	m.attempts.WithLabelValues(jobType, outcome).Inc()
+}
+
+func printTable(w io.Writer, rs []result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "engine\tbare tasks/s\tfull-path jobs/s\tratio\ttarget\tresult\tload")
+	for _, r := range rs {
+		verdict := "FAIL"
+		if r.Pass {
+			verdict = "PASS"
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t≥ %.1f\t%s\t%s\n", r.Engine, r.Bare.PerSec, r.Full.PerSec, r.Ratio, r.Target, verdict, r.Load)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// redisURL is the Redis database this smoke test owns (it is flushed).
+const redisURL = "redis://127.0.0.1:6379/13"
+
+// TestRunSmall runs the benchmark at a tiny size so that it cannot rot:
+// both kinds of run must complete, and the full path must leave every job
+// succeeded with its four events recorded and published.
+func TestRunSmall(t *testing.T) {
+	tests := []struct {
+		name    string
+		engines string
+		mode    string
+	}{
+		{"pipelined", "sqlite,postgres", modePipelined},
+		{"phased", "sqlite", modePhased},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			const n = 40
+			rs, err := run(ctx, []string{"-engines", tt.engines, "-mode", tt.mode, "-n", "40",
+				"-concurrency", "5", "-producers", "4", "-redis", redisURL, "-timeout", "1m"}, &out)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			if want := len(strings.Split(tt.engines, ",")); len(rs) != want {
+				t.Fatalf("got %d results, want %d", len(rs), want)
+			}
+			for _, r := range rs {
+				if r.Bare.PerSec <= 0 || r.Full.PerSec <= 0 || r.Ratio <= 0 {
+					t.Errorf("%s: rates bare %v full %v ratio %v, want > 0", r.Engine, r.Bare.PerSec, r.Full.PerSec, r.Ratio)
+				}
+				if r.Succeeded != n || r.Events != 4*n || r.Published != 4*n {
+					t.Errorf("%s: succeeded %d events %d published %d, want %d, %d, %d", r.Engine, r.Succeeded, r.Events, r.Published, n, 4*n, 4*n)
+				}
+				if r.Target <= 0 || r.Pass != (r.Ratio >= r.Target) {
+					t.Errorf("%s: target %v pass %v for ratio %v", r.Engine, r.Target, r.Pass, r.Ratio)
+				}
+				if tt.mode == modePhased && (r.Bare.Enqueue <= 0 || r.Full.Enqueue <= 0) {
+					t.Errorf("%s: phased run without enqueue times: %+v %+v", r.Engine, r.Bare, r.Full)
+				}
+			}
+			if !strings.Contains(out.String(), "full-path jobs/s") || !strings.Contains(out.String(), string(rs[0].Engine)) {
+				t.Errorf("no result table in output:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestParseFlagsRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"engine", []string{"-engines", "mysql"}},
+		{"mode", []string{"-mode", "burst"}},
+		{"n", []string{"-n", "0"}},
+		{"concurrency", []string{"-concurrency", "0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := parseFlags(tt.args); err == nil {
+				t.Errorf("parseFlags(%q) = nil error", tt.args)
+			}
+		})
+	}
+}

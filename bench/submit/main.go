@@ -1,0 +1,261 @@
+// Command submit measures target P2 of the job spine: POST /api/jobs with
+// 50 concurrent clients for 10 s must sustain at least 2,000 submissions/s
+// with a p99 latency under 20 ms.
+//
+// It serves the real API in-process (api.New, wired as cmd/api wires it,
+// on 127.0.0.1:0) on a fresh SQLite file and a fresh PostgreSQL database,
+// authenticates with real dev tokens (auth.DevIssuer.Mint, verified by the
+// API's OIDC verifier) and drives it from goroutines sharing one
+// http.Transport. No worker runs: the jobs stay queued, and the Redis
+// database is flushed afterwards.
+//
+// Usage:
+//
+//	go run ./bench/submit [-engines sqlite,postgres] [-clients 50] [-duration 10s]
+//	    [-warmup 2s] [-cpuprofile FILE]
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
+	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "submit:", err)
+		os.Exit(1)
+	}
+}
+
+// Targets of P2.
+const (
+	targetRate = 2000.0
+	targetP99  = 20 * time.Millisecond
+)
+
+// body is the submission: a no-op probe.
+var body = []byte(`{"type":"system:probe","params":{"steps":1,"step_ms":0}}`)
+
+type config struct {
+	engines     []database.Dialect
+	clients     int
+	duration    time.Duration
+	warmup      time.Duration
+	redisURL    string
+	postgresURL string
+	cpuprofile  string
+}
+
+// result is the outcome of one engine.
+type result struct {
+	Engine   database.Dialect
+	Requests int // measured requests, including failed ones
+	Accepted int // 202 answers
+	Errors   int // anything else, transport errors included
+	FirstErr string
+	Elapsed  time.Duration
+	PerSec   float64 // accepted submissions per second
+	Latency  latency.Summary
+	Pass     bool
+	Load     string
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error) {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "P2 POST /api/jobs: clients=%d duration=%s warmup=%s redis=%s\n", cfg.clients, cfg.duration, cfg.warmup, cfg.redisURL)
+	fmt.Fprintf(stdout, "load average before: %s\n", testbed.Load())
+	var results []result
+	for _, d := range cfg.engines {
+		r, err := measureEngine(ctx, cfg, d)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", d, err)
+		}
+		results = append(results, r)
+		fmt.Fprintf(stdout, "%s: %d accepted, %d errors in %s; latency %s; load %s\n",
+			d, r.Accepted, r.Errors, r.Elapsed.Round(time.Millisecond), r.Latency, r.Load)
+		if r.FirstErr != "" {
+			fmt.Fprintf(stdout, "%s: first error: %s\n", d, r.FirstErr)
+		}
+	}
+	printTable(stdout, results)
+	fmt.Fprintf(stdout, "load average after: %s\n", testbed.Load())
+	return results, nil
+}
+
+func parseFlags(args []string) (config, error) {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	engines := fs.String("engines", "sqlite,postgres", "engines to measure, comma-separated")
+	var cfg config
+	fs.IntVar(&cfg.clients, "clients", 50, "concurrent clients")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured duration per engine")
+	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured load before measuring")
+	fs.StringVar(&cfg.redisURL, "redis", testbed.DefaultRedisURL, "Redis URL with the database index to use (flushed!)")
+	fs.StringVar(&cfg.postgresURL, "postgres", testbed.DefaultPostgresURL, "PostgreSQL admin URL (creates and drops its own database)")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each measured phase to FILE.<engine>")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	var err error
+	if cfg.engines, err = testbed.Dialects(*engines); err != nil {
+		return cfg, err
+	}
+	if cfg.clients < 1 || cfg.duration <= 0 || cfg.warmup < 0 {
+		return cfg, errors.New("-clients and -duration must be positive, -warmup not negative")
+	}
+	return cfg, nil
+}
+
+func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ result, err error) {
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL})
+	if err != nil {
+		return result{}, err
+	}
+	defer func() { err = errors.Join(err, bed.Close(context.WithoutCancel(ctx))) }()
+	api, err := bed.StartAPI(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	defer api.Close()
+	token, err := api.Token("bench", authz.RoleUser)
+	if err != nil {
+		return result{}, err
+	}
+
+	tr := &http.Transport{MaxIdleConns: 2 * cfg.clients, MaxIdleConnsPerHost: 2 * cfg.clients, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	l := &loader{client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, url: api.URL + "/api/jobs", auth: "Bearer " + token}
+	// The first request makes the API discover its own issuer: do it alone.
+	if s := l.post(ctx); s.err != nil || s.status != http.StatusAccepted {
+		return result{}, fmt.Errorf("first submission: status %d, %v", s.status, s.err)
+	}
+	if cfg.warmup > 0 {
+		l.load(ctx, cfg.clients, cfg.warmup)
+	}
+	var prof *os.File
+	if cfg.cpuprofile != "" {
+		if prof, err = os.Create(fmt.Sprintf("%s.%s", cfg.cpuprofile, d)); err != nil {
+			return result{}, err
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return result{}, err
+		}
+	}
+	samples, elapsed := l.load(ctx, cfg.clients, cfg.duration)
+	if prof != nil {
+		pprof.StopCPUProfile()
+	}
+	if ctx.Err() != nil {
+		return result{}, ctx.Err()
+	}
+
+	r := result{Engine: d, Requests: len(samples), Elapsed: elapsed, Load: testbed.Load()}
+	ds := make([]time.Duration, 0, len(samples))
+	for _, s := range samples {
+		ds = append(ds, s.took)
+		if s.err == nil && s.status == http.StatusAccepted {
+			r.Accepted++
+			continue
+		}
+		r.Errors++
+		if r.FirstErr == "" {
+			r.FirstErr = fmt.Sprintf("status %d %v %s", s.status, s.err, s.body)
+		}
+	}
+	r.Latency = latency.Summarize(ds)
+	r.PerSec = float64(r.Accepted) / elapsed.Seconds()
+	r.Pass = r.PerSec >= targetRate && r.Latency.P99 < targetP99 && r.Errors == 0
+	return r, nil
+}
+
+// loader posts submissions.
+type loader struct {
+	client *http.Client
+	url    string
+	auth   string
+}
+
+// sample is one request.
+type sample struct {
+	took   time.Duration
+	status int
+	err    error
+	body   string // of a failed request, truncated
+}
+
+func (l *loader) post(ctx context.Context) sample {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(body))
+	if err != nil {
+		return sample{err: err}
+	}
+	req.Header.Set("Authorization", l.auth)
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return sample{took: time.Since(start), err: err}
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	s := sample{took: time.Since(start), status: resp.StatusCode, err: err}
+	if resp.StatusCode != http.StatusAccepted {
+		s.body = string(b[:min(len(b), 300)])
+	}
+	return s
+}
+
+// load runs clients goroutines posting back to back for d and returns
+// every request and the time taken until the last one ended.
+func (l *loader) load(ctx context.Context, clients int, d time.Duration) ([]sample, time.Duration) {
+	start := time.Now()
+	deadline := start.Add(d)
+	perClient := make([][]sample, clients)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				perClient[c] = append(perClient[c], l.post(ctx))
+			}
+		})
+	}
+	wg.Wait()
+	return slices.Concat(perClient...), time.Since(start)
+}
+
+func printTable(w io.Writer, rs []result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "engine\tsubmissions/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\ttarget\tresult\tload")
+	for _, r := range rs {
+		verdict := "FAIL"
+		if r.Pass {
+			verdict = "PASS"
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t≥ %.0f/s, p99 < %s\t%s\t%s\n", r.Engine, r.PerSec,
+			latency.MS(r.Latency.P50), latency.MS(r.Latency.P95), latency.MS(r.Latency.P99), latency.MS(r.Latency.Max),
+			r.Errors, targetRate, targetP99, verdict, r.Load)
+	}
+	tw.Flush()
+}

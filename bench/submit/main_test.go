@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// redisURL is the Redis database this smoke test owns (it is flushed).
+const redisURL = "redis://127.0.0.1:6379/14"
+
+// TestRunSmall runs the benchmark briefly on both engines so that it cannot
+// rot: every submission must be accepted and timed.
+func TestRunSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	rs, err := run(ctx, []string{"-engines", "sqlite,postgres", "-clients", "4", "-duration", "300ms",
+		"-warmup", "100ms", "-redis", redisURL}, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(rs) != 2 {
+		t.Fatalf("got %d results, want 2", len(rs))
+	}
+	for _, r := range rs {
+		if r.Accepted == 0 || r.PerSec <= 0 || r.Errors != 0 || r.Accepted != r.Requests {
+			t.Errorf("%s: %d of %d accepted, %d errors (%s), %.0f/s", r.Engine, r.Accepted, r.Requests, r.Errors, r.FirstErr, r.PerSec)
+		}
+		if l := r.Latency; l.N != r.Requests || l.P50 <= 0 || l.P99 < l.P50 || l.Max < l.P99 {
+			t.Errorf("%s: latency %+v for %d requests", r.Engine, l, r.Requests)
+		}
+		if r.Pass != (r.PerSec >= targetRate && r.Latency.P99 < targetP99) {
+			t.Errorf("%s: pass %v for %.0f/s p99 %s", r.Engine, r.Pass, r.PerSec, r.Latency.P99)
+		}
+	}
+	if !strings.Contains(out.String(), "submissions/s") || !strings.Contains(out.String(), "postgres") {
+		t.Errorf("no result table in output:\n%s", out.String())
+	}
+}
+
+func TestParseFlagsRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"engine", []string{"-engines", "oracle"}},
+		{"clients", []string{"-clients", "0"}},
+		{"duration", []string{"-duration", "0s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := parseFlags(tt.args); err == nil {
+				t.Errorf("parseFlags(%q) = nil error", tt.args)
+			}
+		})
+	}
+}
