@@ -19,7 +19,9 @@ type Store struct {
 
 // New returns a Store over db, whose schema the migrations have built.
 func New(db *database.DB) *Store {
-	return &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+	// Microseconds: PostgreSQL keeps no more, so what a method returns is
+	// what a later read returns.
+	return &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 }
 
 // Ping checks that the database answers. It returns EUNAVAILABLE when not.
