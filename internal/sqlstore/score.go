@@ -30,17 +30,19 @@ import (
 //
 //   - RSI: RSI(14), Wilder's smoothing seeded with the simple mean of the
 //     first 14 gains and losses, 0–100; NULL for the first 14 observations.
-//   - VolumeChange: (v_t − v_prev) / v_prev between consecutive
-//     observations, a fraction; NULL when either volume is unknown or the
-//     previous one is 0.
+//   - VolumeChange: (v_t − v_{t−1}) / v_{t−1} from the previous calendar
+//     day, a fraction; NULL when either volume is unknown, the previous day
+//     is a gap, or the previous volume is 0.
 //   - Volatility30d: population standard deviation of the last 30 simple
-//     daily returns × √365 (annualised), a fraction; NULL before 30 returns.
+//     daily returns × √365 (annualised), a fraction; NULL for the first 30
+//     observations.
 //   - Drawdown: maximum drawdown from the running peak up to that day, a
 //     positive fraction (0.25 = the price fell 25% from a previous peak).
 //   - Momentum7d, Momentum30d: close_t / close_{t−n} − 1 over 7 and 30
-//     observations; NULL before n + 1 observations.
+//     observations; NULL for the first n observations.
 //   - EMA20: 20-period exponential moving average of the close (α = 2/21),
-//     seeded with the simple mean of the first 20 closes; in quote currency.
+//     seeded with the simple mean of the first 20 closes; in quote currency;
+//     NULL for the first 19 observations.
 //   - Liquidity (0–100): 0.45·volume + 0.35·market cap + 0.20·listings,
 //     volume and market cap log10-scaled, listings linear, each normalised
 //     between the 5th and 95th percentiles of that day's universe; a missing
