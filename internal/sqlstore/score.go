@@ -214,6 +214,12 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 		return 0, err
 	}
 	defer tx.Rollback()
+	// A large batch touches tens of megabytes of pages: with SQLite's
+	// default 2 MB cache the transaction spills to the WAL as it goes and
+	// rereads its own pages. The setting stays with the pooled connection.
+	if _, err := tx.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
+		return 0, err
+	}
 	ids := b.coinIDs()
 	if id, err := s.missingCoin(ctx, tx, ids); err != nil {
 		return 0, err

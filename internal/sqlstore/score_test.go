@@ -249,7 +249,7 @@ func TestLatestScores(t *testing.T) {
 			f     sqlstore.ScoreFilter
 			field string
 		}{
-			{sqlstore.ScoreFilter{Sort: "name; DROP TABLE coins"}, "sort"},
+			{sqlstore.ScoreFilter{Sort: "global; DELETE FROM coins"}, "sort"},
 			{sqlstore.ScoreFilter{Limit: -1}, "limit"},
 			{sqlstore.ScoreFilter{Limit: sqlstore.MaxScoreLimit + 1}, "limit"},
 			{sqlstore.ScoreFilter{Cursor: "not a cursor"}, "cursor"},
