@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tokenlysis/tokenlysis/bench/internal/cpuacct"
+	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
 	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
 	"github.com/tokenlysis/tokenlysis/internal/auth"
 	"github.com/tokenlysis/tokenlysis/internal/authz"
@@ -43,6 +46,7 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/events"
 	"github.com/tokenlysis/tokenlysis/internal/job"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 	"github.com/tokenlysis/tokenlysis/tasks"
 )
 
@@ -77,6 +81,7 @@ type config struct {
 	rounds      int
 	redisURL    string
 	postgresURL string
+	tuning      testbed.Tuning
 	cpuprofile  string
 	timeout     time.Duration
 }
@@ -87,6 +92,10 @@ type rate struct {
 	Enqueue time.Duration // phased mode: time to enqueue everything
 	Process time.Duration // phased mode: server start to last completion
 	PerSec  float64       // n / Total
+	// CPU is the CPU time of the run by group (cpuacct.Self, Redis,
+	// Postgres), and CPUPerTask its sum over n.
+	CPU        map[string]time.Duration
+	CPUPerTask time.Duration
 }
 
 // result is the outcome of one engine.
@@ -100,6 +109,7 @@ type result struct {
 	Succeeded int   // jobs succeeded in SQL after every round
 	Events    int   // job events in SQL
 	Published int64 // notifications published on the bus by the full path
+	Ops       []opSummary
 	Load      string
 }
 
@@ -120,6 +130,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		results = append(results, r)
 		fmt.Fprintf(stdout, "%s: bare %.0f/s (%s), full %.0f/s (%s); load %s\n",
 			d, r.Bare.PerSec, r.Bare.Total.Round(time.Millisecond), r.Full.PerSec, r.Full.Total.Round(time.Millisecond), r.Load)
+		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
+		for _, o := range r.Ops {
+			fmt.Fprintf(stdout, "  %-22s %s\n", o.Name, o.Latency)
+		}
 		if cfg.mode == modePhased {
 			fmt.Fprintf(stdout, "%s phases: bare enqueue %.0f/s process %.0f/s; full submit %.0f/s process %.0f/s\n", d,
 				perSec(cfg.n, r.Bare.Enqueue), perSec(cfg.n, r.Bare.Process), perSec(cfg.n, r.Full.Enqueue), perSec(cfg.n, r.Full.Process))
@@ -134,6 +148,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("jobpath", flag.ContinueOnError)
 	engines := fs.String("engines", "sqlite,postgres", "engines to measure, comma-separated")
 	var cfg config
+	tuning := testbed.TuningFlags(fs)
 	fs.IntVar(&cfg.n, "n", 10_000, "tasks (and jobs) per run")
 	fs.IntVar(&cfg.concurrency, "concurrency", 20, "asynq server concurrency (same for both)")
 	fs.IntVar(&cfg.producers, "producers", 20, "goroutines enqueueing or submitting")
@@ -146,6 +161,7 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	cfg.tuning = *tuning
 	var err error
 	if cfg.engines, err = testbed.Dialects(*engines); err != nil {
 		return cfg, err
@@ -160,13 +176,15 @@ func parseFlags(args []string) (config, error) {
 }
 
 func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ result, err error) {
-	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL})
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL,
+		Pool: cfg.tuning.Pool, SynchronousCommit: cfg.tuning.SynchronousCommit})
 	if err != nil {
 		return result{}, err
 	}
 	defer func() { err = errors.Join(err, bed.Close(context.WithoutCancel(ctx))) }()
 
-	full, err := newFullPath(ctx, bed, cfg.concurrency)
+	ops := &opTimes{}
+	full, err := newFullPath(ctx, bed, cfg.concurrency, ops)
 	if err != nil {
 		return result{}, err
 	}
@@ -177,11 +195,11 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		return result{}, err
 	}
 	defer bareRedis.Close()
-	bareClient := asynq.NewClientFromRedisClient(bareRedis)
+	bareClient := &timedQueue{client: asynq.NewClientFromRedisClient(bareRedis), ops: ops, op: opBareEnqueue}
 
 	var bares, fulls []rate
 	for round := range cfg.rounds {
-		b, err := measure(ctx, cfg, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient))
+		b, err := measure(ctx, cfg, bed, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient))
 		if err != nil {
 			return result{}, fmt.Errorf("bare round %d: %w", round+1, err)
 		}
@@ -195,7 +213,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 				return result{}, err
 			}
 		}
-		f, err := measure(ctx, cfg, full.server, full.submit)
+		f, err := measure(ctx, cfg, bed, full.server, full.submit)
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
@@ -212,6 +230,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	r.Ratio = r.Full.PerSec / r.Bare.PerSec
 	r.Pass = r.Ratio >= r.Target
 	r.Published = full.published.Load()
+	r.Ops = ops.summaries()
 	if r.Succeeded, r.Events, err = full.counts(ctx); err != nil {
 		return r, err
 	}
@@ -251,7 +270,7 @@ type serverFunc func(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux)
 
 // measure times n tasks through the server that mkServer builds, fed by
 // cfg.producers goroutines calling enqueue.
-func measure(ctx context.Context, cfg config, mkServer serverFunc, enqueue enqueueFunc) (rate, error) {
+func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverFunc, enqueue enqueueFunc) (rate, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	var done, failed atomic.Int64
@@ -271,6 +290,12 @@ func measure(ctx context.Context, cfg config, mkServer serverFunc, enqueue enque
 	defer srv.Shutdown()
 
 	var r rate
+	meter := cpuacct.Start(cpuacct.Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase})
+	defer func() {
+		if meter != nil {
+			meter.Stop()
+		}
+	}()
 	start := time.Now()
 	if cfg.mode == modePhased {
 		if err := produce(ctx, cfg.n, cfg.producers, enqueue); err != nil {
@@ -305,6 +330,10 @@ func measure(ctx context.Context, cfg config, mkServer serverFunc, enqueue enque
 	r.Total = time.Since(start)
 	r.Process = time.Since(procStart)
 	r.PerSec = perSec(cfg.n, r.Total)
+	r.CPU, meter = meter.Stop(), nil
+	for _, d := range r.CPU {
+		r.CPUPerTask += d / time.Duration(cfg.n)
+	}
 	if n := failed.Load(); n > 0 {
 		return r, fmt.Errorf("%d attempts failed", n)
 	}
@@ -367,7 +396,7 @@ func bareServer(bed *testbed.Bed, concurrency int) serverFunc {
 
 // bareEnqueue enqueues no-op tasks with the options Service.Submit gives a
 // probe (queue, retries, timeout); asynq picks the task ID.
-func bareEnqueue(client *asynq.Client) enqueueFunc {
+func bareEnqueue(client job.Queue) enqueueFunc {
 	return func(ctx context.Context, _ int) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(bareType, probePayload),
 			asynq.Queue(job.QueueDefault), asynq.MaxRetry(3), asynq.Timeout(2*time.Hour))
@@ -387,10 +416,11 @@ type fullPath struct {
 	closers     []func() error
 	published   atomic.Int64
 	principal   auth.Principal
+	ops         *opTimes
 }
 
-func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int) (_ *fullPath, err error) {
-	f := &fullPath{bed: bed, concurrency: concurrency, principal: auth.Principal{Subject: "bench", Roles: []string{authz.RoleUser}}}
+func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *opTimes) (_ *fullPath, err error) {
+	f := &fullPath{bed: bed, concurrency: concurrency, ops: ops, principal: auth.Principal{Subject: "bench", Roles: []string{authz.RoleUser}}}
 	defer func() {
 		if err != nil {
 			f.close()
@@ -415,10 +445,10 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int) (_ *ful
 		return nil, err
 	}
 	f.closers = append(f.closers, apiRedis.Close)
-	queue := asynq.NewClientFromRedisClient(apiRedis)
+	queue := &timedQueue{client: asynq.NewClientFromRedisClient(apiRedis), ops: ops, op: opEnqueue}
 	inspector := asynq.NewInspectorFromRedisClient(apiRedis)
-	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published}
-	f.svc = job.NewService(sqlstore.New(f.apiDB), queue, inspector, apiBus, az, registry, job.ServiceConfig{})
+	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published, ops: ops}
+	f.svc = job.NewService(&timedStore{Store: sqlstore.New(f.apiDB), ops: ops}, queue, inspector, apiBus, az, registry, job.ServiceConfig{})
 
 	// Worker side.
 	if f.workerDB, err = bed.OpenDB(ctx); err != nil {
@@ -430,8 +460,8 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int) (_ *ful
 		return nil, err
 	}
 	f.closers = append(f.closers, workerRedis.Close)
-	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published}
-	f.runner = job.NewRunner(sqlstore.New(f.workerDB), workerBus, job.RunnerConfig{Observer: newAttemptMetrics()})
+	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published, ops: ops}
+	f.runner = job.NewRunner(&timedStore{Store: sqlstore.New(f.workerDB), ops: ops}, workerBus, job.RunnerConfig{Observer: newAttemptMetrics()})
 	return f, nil
 }
 
@@ -443,12 +473,13 @@ func (f *fullPath) close() {
 
 func (f *fullPath) server(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux) {
 	mux := asynq.NewServeMux()
-	mux.Use(mw, f.runner.Middleware)
+	mux.Use(mw, f.ops.middleware(opAttempt), f.runner.Middleware)
 	tasks.Register(mux)
 	return newServer(f.bed, f.concurrency), mux
 }
 
 func (f *fullPath) submit(ctx context.Context, _ int) error {
+	defer f.ops.observe(opSubmit, time.Now())
 	_, _, err := f.svc.Submit(ctx, f.principal, job.SubmitRequest{Type: tasks.TypeProbe, Params: probePayload})
 	return err
 }
@@ -468,16 +499,121 @@ func (f *fullPath) counts(ctx context.Context) (succeeded, evs int, err error) {
 type countingPublisher struct {
 	bus *events.Bus
 	n   *atomic.Int64
+	ops *opTimes
 }
 
 var _ job.Publisher = (*countingPublisher)(nil)
 
 func (p *countingPublisher) Publish(ctx context.Context, topic string, payload []byte) error {
+	defer p.ops.observe(opPublish, time.Now())
 	err := p.bus.Publish(ctx, topic, payload)
 	if err == nil {
 		p.n.Add(1)
 	}
 	return err
+}
+
+// Operations timed on the way, to show where a job's time goes.
+const (
+	opBareEnqueue = "bare: asynq enqueue"
+	opSubmit      = "full: Service.Submit"
+	opCreateJob   = "full: store.CreateJob"
+	opEnqueue     = "full: asynq enqueue"
+	opAttempt     = "full: Runner attempt"
+	opStart       = "full: store.StartAttempt"
+	opProgress    = "full: store.Progress"
+	opSucceed     = "full: store.Succeed"
+	opPublish     = "full: bus.Publish"
+)
+
+var opOrder = []string{opBareEnqueue, opSubmit, opCreateJob, opEnqueue, opAttempt, opStart, opProgress, opSucceed, opPublish}
+
+// opTimes collects the durations of operations.
+type opTimes struct {
+	mu sync.Mutex
+	d  map[string][]time.Duration
+}
+
+// opSummary is the latency of one operation.
+type opSummary struct {
+	Name    string
+	Latency latency.Summary
+}
+
+func (o *opTimes) observe(op string, start time.Time) {
+	d := time.Since(start)
+	o.mu.Lock()
+	if o.d == nil {
+		o.d = map[string][]time.Duration{}
+	}
+	o.d[op] = append(o.d[op], d)
+	o.mu.Unlock()
+}
+
+func (o *opTimes) middleware(op string) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			defer o.observe(op, time.Now())
+			return next.ProcessTask(ctx, t)
+		})
+	}
+}
+
+func (o *opTimes) summaries() []opSummary {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []opSummary
+	for _, op := range opOrder {
+		if ds := o.d[op]; len(ds) > 0 {
+			out = append(out, opSummary{Name: op, Latency: latency.Summarize(ds)})
+		}
+	}
+	return out
+}
+
+// timedStore times the store calls of the job path.
+type timedStore struct {
+	*sqlstore.Store
+	ops *opTimes
+}
+
+var (
+	_ job.Store    = (*timedStore)(nil)
+	_ job.RunStore = (*timedStore)(nil)
+)
+
+func (s *timedStore) CreateJob(ctx context.Context, j tokenlysis.Job) (tokenlysis.Job, bool, error) {
+	defer s.ops.observe(opCreateJob, time.Now())
+	return s.Store.CreateJob(ctx, j)
+}
+
+func (s *timedStore) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
+	defer s.ops.observe(opStart, time.Now())
+	return s.Store.StartAttempt(ctx, id)
+}
+
+func (s *timedStore) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
+	defer s.ops.observe(opProgress, time.Now())
+	return s.Store.Progress(ctx, id, ev)
+}
+
+func (s *timedStore) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
+	defer s.ops.observe(opSucceed, time.Now())
+	return s.Store.Succeed(ctx, id, result)
+}
+
+// timedQueue times asynq enqueues.
+type timedQueue struct {
+	client *asynq.Client
+	ops    *opTimes
+	op     string
+}
+
+var _ job.Queue = (*timedQueue)(nil)
+
+func (q *timedQueue) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	defer q.ops.observe(q.op, time.Now())
+	return q.client.EnqueueContext(ctx, task, opts...)
 }
 
 // attemptMetrics is the worker's attempt counter (cmd/worker has the same).
@@ -495,15 +631,22 @@ func (m *attemptMetrics) AttemptDone(jobType, outcome string, _ error) {
 	m.attempts.WithLabelValues(jobType, outcome).Inc()
 }
 
+// cpuLine formats the CPU time per task of a run by group.
+func cpuLine(r rate, n int) string {
+	per := func(g string) string { return fmt.Sprintf("%dµs", (r.CPU[g] / time.Duration(n)).Microseconds()) }
+	return fmt.Sprintf("%dµs (self %s, redis %s, postgres %s)", r.CPUPerTask.Microseconds(), per(cpuacct.Self), per(cpuacct.Redis), per(cpuacct.Postgres))
+}
+
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "engine\tbare tasks/s\tfull-path jobs/s\tratio\ttarget\tresult\tload")
+	fmt.Fprintln(tw, "engine\tbare tasks/s\tfull-path jobs/s\tratio\ttarget\tresult\tCPU µs/task bare\tfull\tCPU ratio\tload")
 	for _, r := range rs {
 		verdict := "FAIL"
 		if r.Pass {
 			verdict = "PASS"
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t≥ %.1f\t%s\t%s\n", r.Engine, r.Bare.PerSec, r.Full.PerSec, r.Ratio, r.Target, verdict, r.Load)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t≥ %.1f\t%s\t%d\t%d\t%.2f\t%s\n", r.Engine, r.Bare.PerSec, r.Full.PerSec, r.Ratio, r.Target, verdict,
+			r.Bare.CPUPerTask.Microseconds(), r.Full.CPUPerTask.Microseconds(), float64(r.Bare.CPUPerTask)/float64(max(1, r.Full.CPUPerTask)), r.Load)
 	}
 	tw.Flush()
 }

@@ -84,6 +84,7 @@ type config struct {
 	apiEnv      []string
 	redisURL    string
 	postgresURL string
+	tuning      testbed.Tuning
 	cpuprofile  string
 	timeout     time.Duration
 }
@@ -134,6 +135,7 @@ func parseFlags(args []string) (config, error) {
 	engines := fs.String("engines", "sqlite,postgres", "engines of the latency part, comma-separated")
 	rssEngine := fs.String("rss-engine", "sqlite", "engine of the memory part")
 	var cfg config
+	tuning := testbed.TuningFlags(fs)
 	fs.IntVar(&cfg.jobs, "jobs", 100, "latency: running jobs, one stream each")
 	fs.IntVar(&cfg.reports, "reports", 50, "latency: progress reports per job")
 	fs.DurationVar(&cfg.interval, "interval", 200*time.Millisecond, "latency: time between two reports of a job")
@@ -153,6 +155,7 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	cfg.tuning = *tuning
 	for _, w := range strings.Split(*what, ",") {
 		switch strings.TrimSpace(w) {
 		case "latency":
@@ -203,7 +206,8 @@ type sent struct {
 func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ latencyResult, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
-	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL})
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL,
+		Pool: cfg.tuning.Pool, SynchronousCommit: cfg.tuning.SynchronousCommit})
 	if err != nil {
 		return latencyResult{}, err
 	}

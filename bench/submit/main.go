@@ -32,6 +32,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tokenlysis/tokenlysis/bench/internal/cpuacct"
 	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
 	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
 	"github.com/tokenlysis/tokenlysis/internal/authz"
@@ -61,8 +62,10 @@ type config struct {
 	clients     int
 	duration    time.Duration
 	warmup      time.Duration
+	rate        float64
 	redisURL    string
 	postgresURL string
+	tuning      testbed.Tuning
 	cpuprofile  string
 }
 
@@ -76,8 +79,11 @@ type result struct {
 	Elapsed  time.Duration
 	PerSec   float64 // accepted submissions per second
 	Latency  latency.Summary
-	Pass     bool
-	Load     string
+	// CPU is the CPU time of the measured phase by group (this process:
+	// API and load generator; Redis; the PostgreSQL backends), per request.
+	CPU  map[string]time.Duration
+	Pass bool
+	Load string
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error) {
@@ -85,7 +91,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "P2 POST /api/jobs: clients=%d duration=%s warmup=%s redis=%s\n", cfg.clients, cfg.duration, cfg.warmup, cfg.redisURL)
+	loop := "closed loop"
+	if cfg.rate > 0 {
+		loop = fmt.Sprintf("open loop at %.0f/s", cfg.rate)
+	}
+	fmt.Fprintf(stdout, "P2 POST /api/jobs: clients=%d %s duration=%s warmup=%s redis=%s\n", cfg.clients, loop, cfg.duration, cfg.warmup, cfg.redisURL)
 	fmt.Fprintf(stdout, "load average before: %s\n", testbed.Load())
 	var results []result
 	for _, d := range cfg.engines {
@@ -96,6 +106,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		results = append(results, r)
 		fmt.Fprintf(stdout, "%s: %d accepted, %d errors in %s; latency %s; load %s\n",
 			d, r.Accepted, r.Errors, r.Elapsed.Round(time.Millisecond), r.Latency, r.Load)
+		fmt.Fprintf(stdout, "%s: CPU per request: self (API + clients) %dµs, redis %dµs, postgres %dµs\n", d,
+			r.CPU[cpuacct.Self].Microseconds(), r.CPU[cpuacct.Redis].Microseconds(), r.CPU[cpuacct.Postgres].Microseconds())
 		if r.FirstErr != "" {
 			fmt.Fprintf(stdout, "%s: first error: %s\n", d, r.FirstErr)
 		}
@@ -109,27 +121,31 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
 	engines := fs.String("engines", "sqlite,postgres", "engines to measure, comma-separated")
 	var cfg config
+	tuning := testbed.TuningFlags(fs)
 	fs.IntVar(&cfg.clients, "clients", 50, "concurrent clients")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured duration per engine")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured load before measuring")
+	fs.Float64Var(&cfg.rate, "rate", 0, "open loop: schedule this many requests per second over the clients (0: closed loop, back to back)")
 	fs.StringVar(&cfg.redisURL, "redis", testbed.DefaultRedisURL, "Redis URL with the database index to use (flushed!)")
 	fs.StringVar(&cfg.postgresURL, "postgres", testbed.DefaultPostgresURL, "PostgreSQL admin URL (creates and drops its own database)")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each measured phase to FILE.<engine>")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	cfg.tuning = *tuning
 	var err error
 	if cfg.engines, err = testbed.Dialects(*engines); err != nil {
 		return cfg, err
 	}
-	if cfg.clients < 1 || cfg.duration <= 0 || cfg.warmup < 0 {
-		return cfg, errors.New("-clients and -duration must be positive, -warmup not negative")
+	if cfg.clients < 1 || cfg.duration <= 0 || cfg.warmup < 0 || cfg.rate < 0 {
+		return cfg, errors.New("-clients and -duration must be positive, -warmup and -rate not negative")
 	}
 	return cfg, nil
 }
 
 func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ result, err error) {
-	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL})
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: d, PostgresURL: cfg.postgresURL, RedisURL: cfg.redisURL,
+		Pool: cfg.tuning.Pool, SynchronousCommit: cfg.tuning.SynchronousCommit})
 	if err != nil {
 		return result{}, err
 	}
@@ -152,7 +168,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		return result{}, fmt.Errorf("first submission: status %d, %v", s.status, s.err)
 	}
 	if cfg.warmup > 0 {
-		l.load(ctx, cfg.clients, cfg.warmup)
+		l.load(ctx, cfg.clients, cfg.warmup, cfg.rate)
 	}
 	var prof *os.File
 	if cfg.cpuprofile != "" {
@@ -164,7 +180,9 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 			return result{}, err
 		}
 	}
-	samples, elapsed := l.load(ctx, cfg.clients, cfg.duration)
+	meter := cpuacct.Start(cpuacct.Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase})
+	samples, elapsed := l.load(ctx, cfg.clients, cfg.duration, cfg.rate)
+	cpu := meter.Stop()
 	if prof != nil {
 		pprof.StopCPUProfile()
 	}
@@ -172,7 +190,10 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		return result{}, ctx.Err()
 	}
 
-	r := result{Engine: d, Requests: len(samples), Elapsed: elapsed, Load: testbed.Load()}
+	r := result{Engine: d, Requests: len(samples), Elapsed: elapsed, Load: testbed.Load(), CPU: map[string]time.Duration{}}
+	for g, c := range cpu {
+		r.CPU[g] = c / time.Duration(max(1, len(samples)))
+	}
 	ds := make([]time.Duration, 0, len(samples))
 	for _, s := range samples {
 		ds = append(ds, s.took)
@@ -227,9 +248,16 @@ func (l *loader) post(ctx context.Context) sample {
 	return s
 }
 
-// load runs clients goroutines posting back to back for d and returns
-// every request and the time taken until the last one ended.
-func (l *loader) load(ctx context.Context, clients int, d time.Duration) ([]sample, time.Duration) {
+// load runs clients goroutines posting for d and returns every request
+// and the time taken until the last one ended. With rate 0 each client
+// posts back to back (a closed loop: the 50 concurrent clients).
+// With a rate, requests are scheduled at that many per second (an open
+// loop) and each one's latency counts from its scheduled time, so that
+// time spent waiting for a free client is not hidden.
+func (l *loader) load(ctx context.Context, clients int, d time.Duration, rate float64) ([]sample, time.Duration) {
+	if rate > 0 {
+		return l.loadAt(ctx, clients, d, rate)
+	}
 	start := time.Now()
 	deadline := start.Add(d)
 	perClient := make([][]sample, clients)
@@ -238,6 +266,37 @@ func (l *loader) load(ctx context.Context, clients int, d time.Duration) ([]samp
 		wg.Go(func() {
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				perClient[c] = append(perClient[c], l.post(ctx))
+			}
+		})
+	}
+	wg.Wait()
+	return slices.Concat(perClient...), time.Since(start)
+}
+
+func (l *loader) loadAt(ctx context.Context, clients int, d time.Duration, rate float64) ([]sample, time.Duration) {
+	start := time.Now()
+	n := int(rate * d.Seconds())
+	slots := make(chan time.Time, n)
+	go func() {
+		defer close(slots)
+		for i := range n {
+			at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(at)):
+			}
+			slots <- at
+		}
+	}()
+	perClient := make([][]sample, clients)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for at := range slots {
+				s := l.post(ctx)
+				s.took = time.Since(at)
+				perClient[c] = append(perClient[c], s)
 			}
 		})
 	}

@@ -11,16 +11,30 @@ import (
 // redisURL is the Redis database this smoke test owns (it is flushed).
 const redisURL = "redis://127.0.0.1:6379/14"
 
-// TestRunSmall runs the benchmark briefly on both engines so that it cannot
-// rot: every submission must be accepted and timed.
+// TestRunSmall runs the benchmark briefly on both engines, in a closed and
+// an open loop, so that it cannot rot: every submission must be accepted
+// and timed.
 func TestRunSmall(t *testing.T) {
+	for _, rate := range []string{"0", "50"} {
+		t.Run("rate="+rate, func(t *testing.T) { testRunSmall(t, rate) })
+	}
+}
+
+func testRunSmall(t *testing.T, rate string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	rs, err := run(ctx, []string{"-engines", "sqlite,postgres", "-clients", "4", "-duration", "300ms",
-		"-warmup", "100ms", "-redis", redisURL}, &out)
+		"-warmup", "100ms", "-rate", rate, "-redis", redisURL}, &out)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if rate != "0" {
+		for _, r := range rs {
+			if want := 15; r.Requests != want { // 50/s for 300 ms
+				t.Errorf("%s: %d requests at %s/s for 300 ms, want %d", r.Engine, r.Requests, rate, want)
+			}
+		}
 	}
 	if len(rs) != 2 {
 		t.Fatalf("got %d results, want 2", len(rs))
@@ -49,6 +63,7 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{"engine", []string{"-engines", "oracle"}},
 		{"clients", []string{"-clients", "0"}},
 		{"duration", []string{"-duration", "0s"}},
+		{"rate", []string{"-rate", "-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

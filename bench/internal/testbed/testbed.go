@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -56,6 +57,14 @@ type Config struct {
 	// RedisURL names the Redis database index the bed owns: it is flushed
 	// when the bed is made and when it is closed.
 	RedisURL string
+	// SynchronousCommit, when set (on, off, local…), is the PostgreSQL
+	// database's synchronous_commit: "off" shows what the fsync of each
+	// commit costs. Empty keeps the server's setting.
+	SynchronousCommit string
+	// Pool sizes every pool OpenDB opens; zero fields are the product's
+	// defaults (database.Options), which is what the benchmarks measure
+	// unless told otherwise.
+	Pool database.Options
 }
 
 // Bed is one benchmark environment.
@@ -68,6 +77,9 @@ type Bed struct {
 	Prefix  string
 	Channel string
 	Dir     string // temporary directory (SQLite file, dev signing key)
+	Pool    database.Options
+	// PostgresDatabase is the name of the PostgreSQL database; "" on SQLite.
+	PostgresDatabase string
 
 	adminURL string
 	pgName   string
@@ -82,7 +94,7 @@ func New(ctx context.Context, cfg Config) (_ *Bed, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bed{Dialect: cfg.Dialect, RedisURL: cfg.RedisURL, Prefix: "bench:" + suffix + ":", adminURL: cfg.PostgresURL}
+	b := &Bed{Dialect: cfg.Dialect, RedisURL: cfg.RedisURL, Prefix: "bench:" + suffix + ":", Pool: cfg.Pool, adminURL: cfg.PostgresURL}
 	b.Channel = b.Prefix + "events"
 	if b.Dir, err = os.MkdirTemp("", "tokenlysis-bench-"); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
@@ -97,7 +109,7 @@ func New(ctx context.Context, cfg Config) (_ *Bed, err error) {
 	case database.SQLite:
 		b.DatabaseURL = "sqlite:///" + filepath.Join(b.Dir, "tokenlysis.db")
 	case database.Postgres:
-		if b.DatabaseURL, err = b.createPostgres(ctx, DatabasePrefix+suffix); err != nil {
+		if b.DatabaseURL, err = b.createPostgres(ctx, DatabasePrefix+suffix, cfg.SynchronousCommit); err != nil {
 			return nil, err
 		}
 	default:
@@ -118,7 +130,7 @@ func New(ctx context.Context, cfg Config) (_ *Bed, err error) {
 	return b, nil
 }
 
-func (b *Bed) createPostgres(ctx context.Context, name string) (string, error) {
+func (b *Bed) createPostgres(ctx context.Context, name, syncCommit string) (string, error) {
 	admin, err := database.Open(ctx, b.adminURL)
 	if err != nil {
 		return "", fmt.Errorf("testbed: PostgreSQL at %s does not answer: %w", database.MaskURL(b.adminURL), err)
@@ -128,7 +140,17 @@ func (b *Bed) createPostgres(ctx context.Context, name string) (string, error) {
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", fmt.Errorf("testbed: CREATE DATABASE %s: %w", name, err)
 	}
-	b.pgName = name
+	b.pgName, b.PostgresDatabase = name, name
+	switch syncCommit {
+	case "":
+	case "on", "off", "local", "remote_write", "remote_apply":
+		// syncCommit is one of the fixed values above.
+		if _, err := admin.ExecContext(ctx, "ALTER DATABASE "+name+" SET synchronous_commit = "+syncCommit); err != nil {
+			return "", fmt.Errorf("testbed: set synchronous_commit: %w", err)
+		}
+	default:
+		return "", fmt.Errorf("testbed: synchronous_commit %q: want on, off, local, remote_write or remote_apply", syncCommit)
+	}
 	u, err := url.Parse(b.adminURL)
 	if err != nil {
 		return "", fmt.Errorf("testbed: PostgreSQL URL: %w", err)
@@ -140,7 +162,7 @@ func (b *Bed) createPostgres(ctx context.Context, name string) (string, error) {
 // OpenDB opens a new pool on the bed's database. Open one per simulated
 // process (the API and the worker each have their own pool).
 func (b *Bed) OpenDB(ctx context.Context) (*database.DB, error) {
-	db, err := database.Open(ctx, b.DatabaseURL)
+	db, err := database.Open(ctx, b.DatabaseURL, b.Pool)
 	if err != nil {
 		return nil, fmt.Errorf("testbed: open %s: %w", database.MaskURL(b.DatabaseURL), err)
 	}
@@ -159,6 +181,15 @@ func (b *Bed) Redis(ctx context.Context) (*redis.Client, error) {
 		return nil, fmt.Errorf("testbed: Redis at %s does not answer: %w", opt.Addr, err)
 	}
 	return rdb, nil
+}
+
+// RedisAddr returns the host:port of the bed's Redis.
+func (b *Bed) RedisAddr() string {
+	opt, err := redis.ParseURL(b.RedisURL)
+	if err != nil {
+		return ""
+	}
+	return opt.Addr
 }
 
 // FlushRedis empties the bed's Redis database (asynq's queues live there).
@@ -310,6 +341,23 @@ func Load() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// Tuning is what the experiment flags change from the product's defaults.
+type Tuning struct {
+	Pool              database.Options
+	SynchronousCommit string
+}
+
+// TuningFlags declares -max-open-conns, -max-idle-conns and
+// -pg-synchronous-commit on fs, which fill the returned Tuning (zero: the
+// product's and the server's defaults).
+func TuningFlags(fs *flag.FlagSet) *Tuning {
+	var t Tuning
+	fs.IntVar(&t.Pool.MaxOpenConns, "max-open-conns", 0, "experiment: size of each database pool (0: the product's default)")
+	fs.IntVar(&t.Pool.MaxIdleConns, "max-idle-conns", 0, "experiment: idle connections kept by each pool (0: the product's default)")
+	fs.StringVar(&t.SynchronousCommit, "pg-synchronous-commit", "", "experiment: synchronous_commit of the PostgreSQL database (on, off; empty: the server's)")
+	return &t
 }
 
 // Dialects parses a comma-separated list of engines ("sqlite,postgres").

@@ -1,0 +1,179 @@
+// Package cpuacct measures the CPU time a benchmark run costs: this
+// process's own (getrusage) and that of the server processes it drives,
+// read from /proc: the Redis server and the PostgreSQL backends of the
+// run's own database. On a shared, saturated machine, CPU time per task is
+// a steadier figure than tasks per second: it does not depend on how much
+// of the machine others leave.
+//
+// Backends that exit between two samples lose their last few milliseconds
+// of CPU, so the PostgreSQL figure is a lower bound when a pool churns
+// connections.
+package cpuacct
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Groups of processes.
+const (
+	Self     = "self"     // this process
+	Redis    = "redis"    // redis-server on the given address
+	Postgres = "postgres" // backends of the given database
+)
+
+// clockTick is the unit of /proc/PID/stat times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// Config says which server processes to account.
+type Config struct {
+	RedisAddr        string        // e.g. "127.0.0.1:6379"; empty: no Redis
+	PostgresDatabase string        // database name; empty: no PostgreSQL
+	Interval         time.Duration // sampling period; default 100 ms
+}
+
+// Meter accounts CPU time from Start to Stop.
+type Meter struct {
+	cfg       Config
+	selfStart time.Duration
+	base      map[int]time.Duration // CPU of each process when first seen at Start
+	last      map[int]sample
+	stop      chan struct{}
+	done      chan struct{}
+	mu        sync.Mutex
+}
+
+type sample struct {
+	group string
+	cpu   time.Duration
+}
+
+// Start begins accounting.
+func Start(cfg Config) *Meter {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	m := &Meter{cfg: cfg, selfStart: selfCPU(), base: map[int]time.Duration{}, last: map[int]sample{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for pid, s := range m.scan() {
+		m.base[pid] = s.cpu
+		m.last[pid] = s
+	}
+	go m.loop()
+	return m
+}
+
+func (m *Meter) loop() {
+	defer close(m.done)
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.record()
+		}
+	}
+}
+
+func (m *Meter) record() {
+	seen := m.scan()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pid, s := range seen {
+		m.last[pid] = s
+	}
+}
+
+// Stop ends accounting and returns the CPU time of each group.
+func (m *Meter) Stop() map[string]time.Duration {
+	close(m.stop)
+	<-m.done
+	m.record()
+	out := map[string]time.Duration{Self: selfCPU() - m.selfStart}
+	for pid, s := range m.last {
+		out[s.group] += s.cpu - m.base[pid]
+	}
+	return out
+}
+
+// scan returns the accounted processes and their CPU time so far.
+func (m *Meter) scan() map[int]sample {
+	out := map[int]sample{}
+	if m.cfg.RedisAddr == "" && m.cfg.PostgresDatabase == "" {
+		return out
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(dir + "/cmdline")
+		if err != nil || len(cmd) == 0 {
+			continue
+		}
+		line := strings.TrimRight(strings.ReplaceAll(string(cmd), "\x00", " "), " ")
+		group := ""
+		switch {
+		case m.cfg.RedisAddr != "" && strings.HasPrefix(line, "redis-server") && strings.Contains(line, m.cfg.RedisAddr):
+			group = Redis
+		case m.cfg.PostgresDatabase != "" && strings.HasPrefix(line, "postgres:") && containsField(line, m.cfg.PostgresDatabase):
+			group = Postgres
+		default:
+			continue
+		}
+		if cpu, ok := procCPU(dir); ok {
+			out[pid] = sample{group: group, cpu: cpu}
+		}
+	}
+	return out
+}
+
+func containsField(line, field string) bool {
+	for _, f := range strings.Fields(line) {
+		if f == field {
+			return true
+		}
+	}
+	return false
+}
+
+// procCPU reads utime + stime from /proc/PID/stat.
+func procCPU(dir string) (time.Duration, bool) {
+	b, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces: fields count from its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+st) * clockTick, true
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,61 @@
+package cpuacct
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+)
+
+// redisURL is the Redis database this test owns (it is flushed).
+const redisURL = "redis://127.0.0.1:6379/11"
+
+// TestMeter burns CPU in this process, in Redis and in a PostgreSQL
+// backend of the bed's database, and expects each group to show some.
+func TestMeter(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: database.Postgres, RedisURL: redisURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bed.Close(context.Background())
+	db, err := bed.OpenDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rdb, err := bed.Redis(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+
+	m := Start(Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase, Interval: 20 * time.Millisecond})
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
+	}
+	var sum int64
+	if err := db.GetContext(ctx, &sum, `SELECT SUM(x) FROM generate_series(1, 3000000) AS x`); err != nil {
+		t.Fatal(err)
+	}
+	pipe := rdb.Pipeline()
+	for i := range 50_000 {
+		pipe.Set(ctx, "k", i, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := m.Stop()
+	if got[Self] < 80*time.Millisecond {
+		t.Errorf("self CPU %s after a 100 ms busy loop", got[Self])
+	}
+	if got[Postgres] <= 0 {
+		t.Errorf("postgres CPU %s after summing 3M rows", got[Postgres])
+	}
+	if got[Redis] <= 0 {
+		t.Errorf("redis CPU %s after 50,000 SETs", got[Redis])
+	}
+	t.Logf("%v", got)
+}
