@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// outageBound is how long the API may take to notice an outage or a
+// recovery (readiness), polled; each single request is bounded by
+// requestTimeout on top.
+const outageBound = 30 * time.Second
+
+// runProbe submits a short probe, streams its events live from the start
+// and checks that it succeeds with a gapless log.
+func (s *stack) runProbe(what string) tokenlysis.Job {
+	s.t.Helper()
+	j := s.submitProbe(probe{Steps: 3, StepMS: 100}, nil)
+	evs := s.openEvents(j.ID, "", 60*time.Second).readAll(s.t, j.ID)
+	wantContiguous(s.t, what+": event stream", evs, 1, tokenlysis.EventSucceeded)
+	if got := kinds(evs); got != "queued,started,progress,progress,progress,succeeded" {
+		s.t.Fatalf("%s: events %s, want queued,started,progress,progress,progress,succeeded", what, got)
+	}
+	j = s.job(j.ID)
+	if j.Status != tokenlysis.JobSucceeded {
+		s.t.Fatalf("%s: job %s is %s after its stream ended", what, j.ID, j.Status)
+	}
+	return j
+}
+
+// wantUnavailable checks that a request answers 503 problem+json
+// "unavailable" within requestTimeout (the client's bound).
+func (s *stack) wantUnavailable(method, path string, body any) {
+	s.t.Helper()
+	r, err := s.try(method, path, body)
+	if err != nil {
+		s.t.Fatalf("%s %s during the outage: no answer within %v: %v", method, path, requestTimeout, err)
+	}
+	wantProblem(s.t, method+" "+path+" during the outage", r, http.StatusServiceUnavailable, tokenlysis.EUNAVAILABLE)
+	s.t.Logf("%s %s: 503 in %v", method, path, r.Elapsed.Round(time.Millisecond))
+}
+
+// wantFailedChecks checks that a 503 from /readyz names exactly these
+// dependencies as failed.
+func wantFailedChecks(t *testing.T, r response, names ...string) {
+	t.Helper()
+	var body struct {
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		t.Fatalf("/readyz body: %v: %s", err, r.Body)
+	}
+	got := slices.Sorted(maps.Keys(body.Checks))
+	if !slices.Equal(got, names) {
+		t.Fatalf("/readyz names %v as failed, want %v; body: %s", got, names, r.Body)
+	}
+}
+
+// TestRedisDownGives503AndRecovers: with Redis gone, readiness and job
+// submission answer 503 problem+json quickly and leave no job behind;
+// with Redis back on the same port, api and worker carry on by themselves.
+func TestRedisDownGives503AndRecovers(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	redis := startOwnRedis(t)
+	s := newStack(t, stackConfig{RedisURL: redis.url()})
+	baseline := s.runProbe("before the outage")
+
+	redis.kill()
+	r := s.waitReady(http.StatusServiceUnavailable, outageBound)
+	wantProblem(t, "/readyz with Redis down", r, http.StatusServiceUnavailable, tokenlysis.EUNAVAILABLE)
+	wantFailedChecks(t, r, "redis")
+	for range 2 { // twice: the second one meets the pool after the first failure
+		s.wantUnavailable("POST", "/api/jobs", submitBody{Type: "system:probe", Params: probe{Steps: 1}})
+	}
+	// The database is up: listing works and shows nothing new.
+	if got := s.listJobIDs(""); !slices.Equal(got, []string{baseline.ID}) {
+		t.Fatalf("jobs listed after failed submissions: %v, want only %s (a row was left behind)", got, baseline.ID)
+	}
+
+	redis.restart()
+	s.waitReady(http.StatusOK, outageBound)
+	s.runProbe("after Redis came back")
+	if s.api.exited() || s.worker.exited() {
+		t.Fatalf("api or worker exited during the outage (api: %v, worker: %v)", s.api.err, s.worker.err)
+	}
+	t.Logf("took %v", time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestDatabaseDownGives503AndRecovers: with PostgreSQL stopped,
+// readiness, listing and submission answer 503 problem+json quickly; once
+// it is started again, api and worker carry on by themselves.
+func TestDatabaseDownGives503AndRecovers(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	pg := startOwnPostgres(t)
+	s := newStack(t, stackConfig{DatabaseURL: pg.url(), RedisDB: 9})
+	s.runProbe("before the outage")
+
+	pg.stopImmediate()
+	r := s.waitReady(http.StatusServiceUnavailable, outageBound)
+	wantProblem(t, "/readyz with PostgreSQL down", r, http.StatusServiceUnavailable, tokenlysis.EUNAVAILABLE)
+	wantFailedChecks(t, r, "database")
+	for range 2 {
+		s.wantUnavailable("GET", "/api/jobs", nil)
+		s.wantUnavailable("POST", "/api/jobs", submitBody{Type: "system:probe", Params: probe{Steps: 1}})
+	}
+
+	pg.start()
+	s.waitReady(http.StatusOK, outageBound)
+	if got := s.listJobIDs(""); len(got) != 1 {
+		t.Fatalf("jobs after the outage: %v, want the one from before", got)
+	}
+	s.runProbe("after PostgreSQL came back")
+	if s.api.exited() || s.worker.exited() {
+		t.Fatalf("api or worker exited during the outage (api: %v, worker: %v)", s.api.err, s.worker.err)
+	}
+	t.Logf("took %v", time.Since(start).Round(100*time.Millisecond))
+}
