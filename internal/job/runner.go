@@ -145,10 +145,11 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			return nil
 		}
 
-		// The job may have been canceled: then the attempt's error is the
-		// cancellation's echo, and nothing must retry it.
-		if j, ferr := r.store.FindJob(bg, id); ferr == nil && j.Status == tokenlysis.JobCanceled {
-			log.Info("job: canceled while running")
+		// The job may have been canceled (and perhaps queued again by a
+		// retry): then this attempt no longer owns it, its error is the
+		// cancellation's echo, and nothing must be recorded or retried.
+		if j, ferr := r.store.FindJob(bg, id); ferr == nil && j.Status != tokenlysis.JobRunning {
+			log.Info("job: attempt ended after the job was taken over", "status", j.Status)
 			r.observe(t.Type(), "canceled", nil)
 			return nil
 		}
@@ -164,6 +165,9 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		}
 		if ev, ferr := r.store.Retrying(bg, id, msg); ferr == nil {
 			publish(ctx, r.pub, log, ev)
+		} else if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
+			r.observe(t.Type(), "canceled", nil)
+			return nil // taken over meanwhile
 		} else {
 			log.Error("job: record retry", "err", ferr)
 		}

@@ -24,7 +24,7 @@ type Store interface {
 	Events(ctx context.Context, jobID string, after int64, limit int) ([]tokenlysis.JobEvent, error)
 	Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, error)
 	Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error)
-	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
+	FailQueued(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 }
 
 // Queue enqueues tasks (an *asynq.Client).
@@ -32,8 +32,9 @@ type Queue interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// Inspector removes and cancels tasks (an *asynq.Inspector).
+// Inspector finds, removes and cancels tasks (an *asynq.Inspector).
 type Inspector interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
 	DeleteTask(queue, id string) error
 	CancelProcessing(id string) error
 }
@@ -136,7 +137,9 @@ func (s *Service) enqueue(ctx context.Context, spec Spec, j tokenlysis.Job) erro
 	task := asynq.NewTask(j.Type, j.Params)
 	_, err := s.queue.EnqueueContext(ctx, task, asynq.TaskID(j.ID), asynq.Queue(spec.Queue),
 		asynq.MaxRetry(j.MaxRetry), asynq.Timeout(spec.Timeout))
-	if err != nil {
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue %s: %w: %w", j.ID, tokenlysis.Errorf(tokenlysis.ECONFLICT, "The job's previous run is still stopping; try again in a moment."), err)
+	} else if err != nil {
 		return fmt.Errorf("enqueue %s: %w: %w", j.ID, tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
 	}
 	return nil
@@ -218,17 +221,29 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 	if err != nil {
 		return j, err
 	}
+	if !j.Status.Terminal() || j.Status == tokenlysis.JobSucceeded {
+		return j, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "Only failed or canceled jobs can be retried; this one is " + string(j.Status) + "."}
+	}
+	// The previous run's task must be gone before the ID is used again: a
+	// canceled run may still be stopping on a worker; a failed one stays
+	// archived in asynq.
+	info, err := s.inspector.GetTaskInfo(j.Queue, id)
+	switch {
+	case err == nil && info.State == asynq.TaskStateActive:
+		return j, tokenlysis.Errorf(tokenlysis.ECONFLICT, "The job's previous run is still stopping; try again in a moment.")
+	case err == nil:
+		if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return j, fmt.Errorf("delete previous task: %w: %w", tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
+		}
+	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
+		return j, fmt.Errorf("find previous task: %w: %w", tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
+	}
 	ev, err := s.store.Requeue(ctx, id)
 	if err != nil {
 		return j, err
 	}
-	// The previous run's task may still be archived (failed) in asynq and
-	// would make the ID conflict.
-	if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
-		s.log.Warn("job: delete previous task", "job_id", id, "err", err)
-	}
 	if err := s.enqueue(ctx, spec, j); err != nil {
-		if _, ferr := s.store.Fail(context.WithoutCancel(ctx), id, "retry could not be enqueued"); ferr == nil {
+		if _, ferr := s.store.FailQueued(context.WithoutCancel(ctx), id, "retry could not be enqueued"); ferr == nil {
 			s.log.Warn("job: retry not enqueued, job failed again", "job_id", id, "err", err)
 		}
 		return j, err

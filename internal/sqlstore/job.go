@@ -220,7 +220,10 @@ func (s *Store) insertEvent(ctx context.Context, tx sqlx.ExtContext, ev tokenlys
 	return err
 }
 
-var active = []tokenlysis.JobStatus{tokenlysis.JobQueued, tokenlysis.JobRunning, tokenlysis.JobRetrying}
+var (
+	active  = []tokenlysis.JobStatus{tokenlysis.JobQueued, tokenlysis.JobRunning, tokenlysis.JobRetrying}
+	running = []tokenlysis.JobStatus{tokenlysis.JobRunning}
+)
 
 // transition moves job id to a new state when its status is one of from,
 // and appends ev with the next sequence number, in one transaction. set is
@@ -276,32 +279,44 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 	if ev.Kind == "" {
 		ev.Kind = tokenlysis.EventProgress
 	}
-	return s.transition(ctx, "report progress", id, []tokenlysis.JobStatus{tokenlysis.JobRunning},
+	return s.transition(ctx, "report progress", id, running,
 		`percent = ?, message = ?`, []any{ev.Percent, ev.Message}, ev)
 }
 
-// Retrying records that an attempt failed and asynq will try again.
-// Errors: ENOTFOUND; ECONFLICT when the job already ended.
+// Retrying records that a running attempt failed and asynq will try again.
+// Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled, or
+// canceled and queued again: the attempt no longer owns the job).
 func (s *Store) Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, "mark job retrying", id, active,
+	return s.transition(ctx, "mark job retrying", id, running,
 		`status = 'retrying', error = ?`, []any{errMsg},
 		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg})
 }
 
-// Succeed ends an unfinished job successfully with its result summary.
-// Errors: ENOTFOUND; ECONFLICT when the job already ended (canceled first).
+// Succeed ends a running job successfully with its result summary.
+// Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled first).
 func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
 	now := s.now()
-	return s.transition(ctx, "finish job", id, active,
+	return s.transition(ctx, "finish job", id, running,
 		`status = 'succeeded', percent = 100, error = '', result = ?, finished_at = ?`, []any{nullJSON(result), now},
 		tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result})
 }
 
-// Fail ends an unfinished job as failed.
-// Errors: ENOTFOUND; ECONFLICT when the job already ended.
+// Fail ends a running job as failed after its last attempt.
+// Errors: ENOTFOUND; ECONFLICT when the job is not running.
 func (s *Store) Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
+	return s.fail(ctx, id, errMsg, running)
+}
+
+// FailQueued ends a queued job as failed: the API uses it when the task of
+// a job put back in the queue cannot be enqueued.
+// Errors: ENOTFOUND; ECONFLICT when the job is not queued.
+func (s *Store) FailQueued(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
+	return s.fail(ctx, id, errMsg, []tokenlysis.JobStatus{tokenlysis.JobQueued})
+}
+
+func (s *Store) fail(ctx context.Context, id, errMsg string, from []tokenlysis.JobStatus) (tokenlysis.JobEvent, error) {
 	now := s.now()
-	return s.transition(ctx, "fail job", id, active,
+	return s.transition(ctx, "fail job", id, from,
 		`status = 'failed', error = ?, finished_at = ?`, []any{errMsg, now},
 		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg})
 }
