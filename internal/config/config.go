@@ -50,6 +50,16 @@ type Config struct {
 	LogLevel        string        // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
 	LogFormat       string        // TOKENLYSIS_LOG_FORMAT: text | json
 	WorkerMetrics   string        // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
+
+	CoinGeckoPlan   string // TOKENLYSIS_COINGECKO_PLAN: public | demo | pro
+	CoinGeckoKey    string // TOKENLYSIS_COINGECKO_API_KEY
+	CoinGeckoURL    string // TOKENLYSIS_COINGECKO_BASE_URL ("" = the plan's)
+	CoinGeckoRate   int    // TOKENLYSIS_COINGECKO_RATE_PER_MINUTE (0 = the plan's)
+	CoinGeckoBudget int    // TOKENLYSIS_COINGECKO_MONTHLY_BUDGET (0 = the plan's, -1 = unlimited)
+	FearGreedURL    string // TOKENLYSIS_FNG_BASE_URL
+	MarketTopN      int    // TOKENLYSIS_MARKET_TOP_N
+	MarketFallback  string // TOKENLYSIS_MARKET_FALLBACK: demo | none
+	ImportDir       string // TOKENLYSIS_IMPORT_DIR: where market:import may read files
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a
@@ -142,6 +152,39 @@ func Load(getenv func(string) string) (Config, error) {
 	c.WorkerMetrics = get("TOKENLYSIS_WORKER_METRICS_ADDR", "127.0.0.1:9101")
 	if c.WorkerMetrics == "off" {
 		c.WorkerMetrics = ""
+	}
+
+	c.CoinGeckoPlan = get("TOKENLYSIS_COINGECKO_PLAN", "public")
+	switch c.CoinGeckoPlan {
+	case "public", "demo", "pro":
+	default:
+		return c, fmt.Errorf("TOKENLYSIS_COINGECKO_PLAN: must be public, demo or pro, got %q", c.CoinGeckoPlan)
+	}
+	c.CoinGeckoKey = get("TOKENLYSIS_COINGECKO_API_KEY", "")
+	if c.CoinGeckoPlan != "public" && c.CoinGeckoKey == "" {
+		return c, fmt.Errorf("TOKENLYSIS_COINGECKO_API_KEY: required for the %s plan", c.CoinGeckoPlan)
+	}
+	c.CoinGeckoURL = get("TOKENLYSIS_COINGECKO_BASE_URL", "")
+	if c.CoinGeckoRate, err = intVar(get, "TOKENLYSIS_COINGECKO_RATE_PER_MINUTE", 0, 1, 100_000); err != nil {
+		return c, err
+	}
+	if c.CoinGeckoBudget, err = intVar(get, "TOKENLYSIS_COINGECKO_MONTHLY_BUDGET", 0, -1, 100_000_000); err != nil {
+		return c, err
+	}
+	c.FearGreedURL = get("TOKENLYSIS_FNG_BASE_URL", "https://api.alternative.me")
+	if c.MarketTopN, err = intVar(get, "TOKENLYSIS_MARKET_TOP_N", 1000, 1, 20_000); err != nil {
+		return c, err
+	}
+	defFallback := "demo"
+	if c.Env == EnvProduction {
+		defFallback = "none"
+	}
+	c.MarketFallback = get("TOKENLYSIS_MARKET_FALLBACK", defFallback)
+	if c.MarketFallback != "demo" && c.MarketFallback != "none" {
+		return c, fmt.Errorf("TOKENLYSIS_MARKET_FALLBACK: must be demo or none, got %q", c.MarketFallback)
+	}
+	if c.ImportDir, err = filepath.Abs(get("TOKENLYSIS_IMPORT_DIR", filepath.Join(c.DataDir, "imports"))); err != nil {
+		return c, fmt.Errorf("TOKENLYSIS_IMPORT_DIR: %w", err)
 	}
 	return c, nil
 }

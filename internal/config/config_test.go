@@ -24,6 +24,9 @@ func TestLoadDefaults(t *testing.T) {
 	if c.RedisURL != "redis://127.0.0.1:6379/0" || c.OIDCAudience != "tokenlysis" || c.OIDCRolesClaim != "roles" {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
+	if c.MarketTopN != 1000 || c.MarketFallback != "demo" || c.CoinGeckoPlan != "public" || c.ImportDir != filepath.Join(abs, "imports") {
+		t.Fatalf("unexpected market defaults: %+v", c)
+	}
 	if c.RetryBaseDelay != 5*time.Second || c.Concurrency != 20 || c.JobRetention != 7*24*time.Hour {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
@@ -60,6 +63,10 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"TOKENLYSIS_WORKER_CONCURRENCY": "0"}, "TOKENLYSIS_WORKER_CONCURRENCY"},
 		{map[string]string{"TOKENLYSIS_RETRY_BASE_DELAY": "soon"}, "TOKENLYSIS_RETRY_BASE_DELAY"},
 		{map[string]string{"TOKENLYSIS_LOG_LEVEL": "loud"}, "TOKENLYSIS_LOG_LEVEL"},
+		{map[string]string{"TOKENLYSIS_COINGECKO_PLAN": "gold"}, "TOKENLYSIS_COINGECKO_PLAN"},
+		{map[string]string{"TOKENLYSIS_COINGECKO_PLAN": "pro"}, "TOKENLYSIS_COINGECKO_API_KEY"},
+		{map[string]string{"TOKENLYSIS_MARKET_TOP_N": "0"}, "TOKENLYSIS_MARKET_TOP_N"},
+		{map[string]string{"TOKENLYSIS_MARKET_FALLBACK": "seed"}, "TOKENLYSIS_MARKET_FALLBACK"},
 	} {
 		_, err := Load(env(tc.env))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
