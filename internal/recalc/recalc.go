@@ -24,7 +24,7 @@ import (
 type Store interface {
 	ListCoins(ctx context.Context, f sqlstore.CoinFilter) ([]sqlstore.Coin, error)
 	LoadHistory(ctx context.Context, f sqlstore.HistoryFilter) ([]sqlstore.HistoryColumns, error)
-	WriteScores(ctx context.Context, runID string, b sqlstore.ScoreBatch) (int64, error)
+	WriteScores(ctx context.Context, runID string, b sqlstore.ScoreBatch) (sqlstore.ScoreWrite, error)
 	StartRecalcRun(ctx context.Context, r sqlstore.RecalcRun) (sqlstore.RecalcRun, error)
 	FinishRecalcRun(ctx context.Context, r sqlstore.RecalcRun) error
 }
@@ -42,6 +42,11 @@ type Config struct {
 	// Workers is the number of goroutines computing indicators and scores;
 	// default GOMAXPROCS.
 	Workers int
+	// Writers is the number of chunks written concurrently, each in its own
+	// transaction; default the store's ScoreWriters() when it has that
+	// method (sqlstore: 2 on PostgreSQL, 1 on SQLite, which has a single
+	// writer), else 1.
+	Writers int
 	// NewRunID returns the ID of a new run; default a UUIDv7.
 	NewRunID func() string
 }
@@ -66,6 +71,9 @@ func New(store Store, cfg Config) (*Engine, error) {
 	}
 	if cfg.Workers < 0 {
 		return nil, tokenlysis.FieldErrorf("workers", "workers must be positive, got %d", cfg.Workers)
+	}
+	if cfg.Writers < 0 {
+		return nil, tokenlysis.FieldErrorf("writers", "writers must be positive, got %d", cfg.Writers)
 	}
 	cfg.ChunkAssets = cmp.Or(cfg.ChunkAssets, DefaultChunkAssets)
 	cfg.Workers = cmp.Or(cfg.Workers, runtime.GOMAXPROCS(0))
@@ -121,14 +129,24 @@ type Result struct {
 	// was); Days counts the days of that range.
 	From, To time.Time
 	Days     int
-	// Rows is the number of score rows written.
-	Rows int64
+	// Rows is the number of score rows the run computed and stored for its
+	// scope; Changed how many of them were inserted or rewritten because a
+	// value differed from the stored row (a rerun on unchanged history
+	// changes none); Deleted the stored rows of the scope that no longer
+	// have a price day.
+	Rows    int64
+	Changed int64
+	Deleted int64
 	// Sources lists the sources of the history behind the rows written
 	// ("coingecko", "csv", "demo"), sorted.
 	Sources []string
 	// Load, Compute and Write are the time spent reading the history,
 	// computing, and writing the rows.
 	Load, Compute, Write time.Duration
+}
+
+func (r *Result) add(w sqlstore.ScoreWrite) {
+	r.Rows, r.Changed, r.Deleted = r.Rows+w.Rows, r.Changed+w.Changed, r.Deleted+w.Deleted
 }
 
 // MarshalJSON encodes r for a job result: days as YYYY-MM-DD, durations
@@ -149,11 +167,13 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		To        string   `json:"to,omitempty"`
 		Days      int      `json:"days"`
 		Rows      int64    `json:"rows"`
+		Changed   int64    `json:"changed"`
+		Deleted   int64    `json:"deleted"`
 		Sources   []string `json:"sources"`
 		LoadMS    int64    `json:"load_ms"`
 		ComputeMS int64    `json:"compute_ms"`
 		WriteMS   int64    `json:"write_ms"`
-	}{r.RunID, r.Scope, r.Assets, r.Universe, day(r.From), day(r.To), r.Days, r.Rows, r.Sources,
+	}{r.RunID, r.Scope, r.Assets, r.Universe, day(r.From), day(r.To), r.Days, r.Rows, r.Changed, r.Deleted, r.Sources,
 		r.Load.Milliseconds(), r.Compute.Milliseconds(), r.Write.Milliseconds()})
 }
 
@@ -374,62 +394,123 @@ func (e *Engine) parallel(n int, fn func(w, i int) error) error {
 }
 
 // write writes the rows of the target assets for the days from..to, one
-// transaction per chunk of assets. The chunk after the one being written
-// is prepared meanwhile, so that computing the remaining indicators and
-// gathering the rows overlaps with the database.
+// transaction per chunk of assets, with the store's number of concurrent
+// writers. One goroutine prepares chunks (the remaining indicators, the
+// rows gathered) into a pool of buffers while the writers send earlier
+// chunks to the database, so that computing overlaps with writing.
+// Progress is reported from the calling goroutine as chunks complete.
 func (e *Engine) write(ctx context.Context, p *panel, targets []int, from, to sqlstore.Day, res *Result, progress Progress) error {
-	type chunk struct {
-		batch sqlstore.ScoreBatch
-		err   error
+	writers := e.cfg.Writers
+	if writers == 0 {
+		writers = 1
+		if h, ok := e.store.(interface{ ScoreWriters() int }); ok {
+			writers = max(1, h.ScoreWriters())
+		}
 	}
-	// Unbuffered: the producer is at most one chunk ahead, so that the
-	// buffers it fills are never those being written.
-	chunks := make(chan chunk)
+	type chunk struct {
+		buf   *chunkBuffers
+		batch sqlstore.ScoreBatch
+	}
+	type result struct {
+		coins   int
+		w       sqlstore.ScoreWrite
+		sources []string
+		err     error
+	}
+	nChunks := (len(targets) + e.cfg.ChunkAssets - 1) / e.cfg.ChunkAssets
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		defer close(chunks)
-		// Two sets of buffers: one being written, one being filled.
-		var bufs [2]chunkBuffers
-		for i, c0 := 0, 0; c0 < len(targets); i, c0 = i+1, c0+e.cfg.ChunkAssets {
-			batch, err := bufs[i%2].fill(p, targets[c0:min(c0+e.cfg.ChunkAssets, len(targets))], from, to)
+	free := make(chan *chunkBuffers, writers+1)
+	for range writers + 1 {
+		free <- new(chunkBuffers)
+	}
+	todo := make(chan chunk)
+	results := make(chan result, nChunks+1) // never blocks a sender
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(todo)
+		for c0 := 0; c0 < len(targets); c0 += e.cfg.ChunkAssets {
+			var buf *chunkBuffers
 			select {
-			case chunks <- chunk{batch, err}:
+			case buf = <-free:
 			case <-ctx.Done():
 				return
 			}
+			batch, err := buf.fill(p, targets[c0:min(c0+e.cfg.ChunkAssets, len(targets))], from, to)
 			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			select {
+			case todo <- chunk{buf, batch}:
+			case <-ctx.Done():
 				return
 			}
 		}
-	}()
-	sources := map[string]bool{}
-	done := 0
-	for c := range chunks {
-		if c.err != nil {
-			return c.err
-		}
-		n, err := e.store.WriteScores(ctx, res.RunID, c.batch)
-		if err != nil {
-			return err
-		}
-		res.Rows += n
-		for _, sc := range c.batch.Coins {
-			for i, s := range sc.Sources {
-				if !sources[s] && slices.Contains(sc.SourceIndex, uint8(i)) {
-					sources[s] = true
+	})
+	for range writers {
+		wg.Go(func() {
+			for c := range todo {
+				w, err := e.store.WriteScores(ctx, res.RunID, c.batch)
+				results <- result{coins: len(c.batch.Coins), w: w, sources: batchSources(c.batch), err: err}
+				free <- c.buf
+				if err != nil {
+					return
 				}
 			}
+		})
+	}
+	sources := map[string]bool{}
+	var err error
+	for done := 0; done < len(targets) && err == nil; {
+		var r result
+		select {
+		case r = <-results:
+		case <-ctx.Done():
+			r.err = ctx.Err()
 		}
-		done += len(c.batch.Coins)
+		if r.err != nil {
+			err = r.err
+			break
+		}
+		done += r.coins
 		res.Assets = done
+		res.add(r.w)
+		for _, s := range r.sources {
+			sources[s] = true
+		}
 		progress(done, len(targets), fmt.Sprintf("wrote %d of %d assets (%d rows)", done, len(targets), res.Rows))
+	}
+	cancel()
+	wg.Wait()
+	// Chunks that other writers committed after a failure still count.
+	for len(results) > 0 {
+		if r := <-results; r.err == nil {
+			res.Assets += r.coins
+			res.add(r.w)
+			for _, s := range r.sources {
+				sources[s] = true
+			}
+		}
 	}
 	for s := range sources {
 		res.Sources = append(res.Sources, s)
 	}
 	slices.Sort(res.Sources)
-	return ctx.Err()
+	return err
+}
+
+// batchSources returns the sources of the rows of b.
+func batchSources(b sqlstore.ScoreBatch) []string {
+	var out []string
+	for _, c := range b.Coins {
+		for i, s := range c.Sources {
+			if !slices.Contains(out, s) && slices.Contains(c.SourceIndex, uint8(i)) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // chunkBuffers holds the columns of one chunk of assets, reused from

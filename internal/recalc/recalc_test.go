@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,12 +230,18 @@ func TestRun_IdempotentAndPartial(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		all := tb.count(t, `SELECT COUNT(*) FROM scores`)
+		if first.Changed != first.Rows || first.Deleted != 0 || int64(all) != first.Rows {
+			t.Fatalf("first run = %+v, %d rows stored", first, all)
+		}
 		want := allScores(t, tb)
+
+		// The same run again: the same rows, none rewritten.
 		second, err := tb.engine.Run(tb.ctx, recalc.Scope{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if second.RunID == first.RunID || second.Rows != first.Rows {
+		if second.RunID == first.RunID || second.Rows != first.Rows || second.Changed != 0 || second.Deleted != 0 {
 			t.Fatalf("second run = %+v, first %+v", second, first)
 		}
 		got := allScores(t, tb)
@@ -246,34 +253,48 @@ func TestRun_IdempotentAndPartial(t *testing.T) {
 				t.Fatalf("%s changed: %+v, was %+v", k, got[k], w)
 			}
 		}
-		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id <> ?`, second.RunID); n != 0 {
-			t.Errorf("%d rows not rewritten by the second run", n)
+		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id = ?`, first.RunID); n != all {
+			t.Errorf("%d rows of the first run left, want all %d (identical rows are not rewritten)", n, all)
 		}
 
-		// A scoped run rewrites its coins from its day, with the values of a
-		// full run (the cross-section is still the whole universe).
+		// New prices for one coin's last three days, then a run scoped to
+		// it and another coin for the last ten days.
 		coins, _ := tb.store.ListCoins(tb.ctx, sqlstore.CoinFilter{})
-		scope := recalc.Scope{CoinIDs: []string{coins[3].ID, coins[30].ID}, Since: demo.DefaultEnd().AddDate(0, 0, -9)}
+		c3, c30 := coins[3].ID, coins[30].ID
+		hist, _ := tb.store.PriceHistory(tb.ctx, c3, demo.DefaultEnd().AddDate(0, 0, -2), time.Time{})
+		rows := make([]sqlstore.HistoryRow, len(hist))
+		for i, h := range hist {
+			rows[i] = sqlstore.HistoryRow{Day: h.Day, Price: h.Price * 1.5, MarketCap: h.MarketCap, Volume: h.Volume}
+		}
+		if _, err := tb.store.UpsertHistory(tb.ctx, c3, "demo", rows); err != nil {
+			t.Fatal(err)
+		}
+		scope := recalc.Scope{CoinIDs: []string{c30, c3}, Since: demo.DefaultEnd().AddDate(0, 0, -9)}
 		part, err := tb.engine.Run(tb.ctx, scope, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if part.Assets != 2 || part.Universe != 40 || part.Days != 10 || part.Rows != 20 || !strings.HasPrefix(part.Scope, "coins:") {
-			t.Errorf("scoped Result = %+v", part)
+		if part.Assets != 2 || part.Universe != 40 || part.Days != 10 || part.Rows != 20 || part.Changed == 0 || part.Changed > 3 ||
+			part.Scope != "coins:"+min(c3, c30)+","+max(c3, c30) {
+			t.Errorf("scoped Result = %+v; want 20 rows, 1 to 3 changed (the new prices)", part)
 		}
-		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id = ?`, part.RunID); n != 20 {
-			t.Errorf("%d rows from the scoped run, want 20", n)
+		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id = ? AND coin_id = ? AND day >= ?`, part.RunID, c3, sqlstore.DayOf(demo.DefaultEnd().AddDate(0, 0, -2)).String()); int64(n) != part.Changed {
+			t.Errorf("%d of %s's last three days rewritten by the scoped run, it reports %d changes", n, c3, part.Changed)
 		}
-		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id = ? AND coin_id NOT IN (?, ?)`, part.RunID, coins[3].ID, coins[30].ID); n != 0 {
-			t.Errorf("the scoped run wrote %d rows of other coins", n)
+		// A full run now finds the scoped coins' rows as it would write
+		// them: the scoped run computed them against the whole universe.
+		full, err := tb.engine.Run(tb.ctx, recalc.Scope{}, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for k, w := range allScores(t, tb) {
-			if !sameScores(w, want[k]) {
-				t.Fatalf("%s differs after the scoped run: %+v, full run %+v", k, w, want[k])
-			}
+		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id = ?`, part.RunID); int64(n) != part.Changed {
+			t.Errorf("the full run rewrote rows of the scoped run: %d left of %d", n, part.Changed)
+		}
+		if n := tb.count(t, `SELECT COUNT(*) FROM scores WHERE run_id = ? AND coin_id IN (?, ?) AND day >= ?`, full.RunID, c3, c30, sqlstore.DayOf(scope.Since).String()); n != 0 {
+			t.Errorf("the full run changed %d rows the scoped run had written", n)
 		}
 		run, _ := tb.store.FindRecalcRun(tb.ctx, part.RunID)
-		if run.Scope != scope.Name() || !run.Since.Equal(scope.Since) || run.Status != "succeeded" {
+		if run.Scope != scope.Name() || !run.Since.Equal(scope.Since) || run.Status != "succeeded" || run.Rows != 20 {
 			t.Errorf("scoped run record = %+v", run)
 		}
 	})
@@ -321,12 +342,13 @@ func TestRun_Errors(t *testing.T) {
 // in the middle of a run.
 type crashingStore struct {
 	*sqlstore.Store
-	n, calls int
+	n     int64
+	calls atomic.Int64
 }
 
-func (s *crashingStore) WriteScores(ctx context.Context, runID string, b sqlstore.ScoreBatch) (int64, error) {
-	if s.calls++; s.calls == s.n {
-		return 0, errors.New("worker lost")
+func (s *crashingStore) WriteScores(ctx context.Context, runID string, b sqlstore.ScoreBatch) (sqlstore.ScoreWrite, error) {
+	if s.calls.Add(1) == s.n {
+		return sqlstore.ScoreWrite{}, errors.New("worker lost")
 	}
 	return s.Store.WriteScores(ctx, runID, b)
 }

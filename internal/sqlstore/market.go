@@ -3,14 +3,19 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
@@ -153,13 +158,14 @@ func daysFromCivil(y, m, d int64) int64 {
 }
 
 // parseDay parses YYYY-MM-DD (SQLite's day text), allowing a time suffix.
-func parseDay(b []byte) (Day, bool) {
+func parseDay[T string | []byte](b T) (Day, bool) {
 	if len(b) < 10 || b[4] != '-' || b[7] != '-' {
 		return 0, false
 	}
-	n := func(s []byte) (int64, bool) {
+	n := func(i, j int) (int64, bool) {
 		var v int64
-		for _, c := range s {
+		for ; i < j; i++ {
+			c := b[i]
 			if c < '0' || c > '9' {
 				return 0, false
 			}
@@ -167,9 +173,9 @@ func parseDay(b []byte) (Day, bool) {
 		}
 		return v, true
 	}
-	y, ok1 := n(b[0:4])
-	m, ok2 := n(b[5:7])
-	d, ok3 := n(b[8:10])
+	y, ok1 := n(0, 4)
+	m, ok2 := n(5, 7)
+	d, ok3 := n(8, 10)
 	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > 31 {
 		return 0, false
 	}
@@ -186,7 +192,7 @@ func (s dayScanner) Scan(v any) error {
 		*s.d = DayOf(x)
 		return nil
 	case string:
-		if d, ok := parseDay([]byte(x)); ok {
+		if d, ok := parseDay(x); ok {
 			*s.d = d
 			return nil
 		}
@@ -850,11 +856,33 @@ func (s *Store) upsertHistories(ctx context.Context, tx *sqlx.Tx, hs []CoinHisto
 
 // LoadHistory returns the history matching f as columns, one
 // HistoryColumns per coin that has rows, ordered by coin ID. It is the
-// recalculation's bulk read: one ordered scan, no per-row allocation.
+// recalculation's bulk read: one ordered scan straight from the driver
+// (pgx's binary rows on PostgreSQL, the SQLite driver's rows), without
+// database/sql's per-value conversions.
 func (s *Store) LoadHistory(ctx context.Context, f HistoryFilter) ([]HistoryColumns, error) {
+	hb := historyBuilder{out: []HistoryColumns{}}
 	if f.CoinIDs != nil && len(f.CoinIDs) == 0 {
-		return []HistoryColumns{}, nil
+		return hb.out, nil
 	}
+	conn, err := s.db.DB.DB.Conn(ctx)
+	if err != nil {
+		return nil, wrap("load history", err)
+	}
+	defer conn.Close()
+	if s.db.Dialect == database.Postgres {
+		err = s.loadHistoryPostgres(ctx, conn, f, &hb)
+	} else {
+		err = s.loadHistorySQLite(ctx, conn, f, &hb)
+	}
+	if err != nil {
+		return nil, wrap("load history", err)
+	}
+	return hb.out, nil
+}
+
+const loadHistoryQuery = `SELECT coin_id, day, price, market_cap, volume, source FROM price_history WHERE `
+
+func (s *Store) loadHistorySQLite(ctx context.Context, conn *sql.Conn, f HistoryFilter, hb *historyBuilder) error {
 	where, args := []string{"1 = 1"}, []any{}
 	if f.CoinIDs != nil {
 		where, args = append(where, "coin_id IN (?)"), append(args, f.CoinIDs)
@@ -862,50 +890,165 @@ func (s *Store) LoadHistory(ctx context.Context, f HistoryFilter) ([]HistoryColu
 	if !f.Since.IsZero() {
 		where, args = append(where, "day >= ?"), append(args, timeDayArg(f.Since))
 	}
-	q, args, err := sqlx.In(`SELECT coin_id, day, price, market_cap, volume, source FROM price_history WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY coin_id, day`, args...)
+	q, args, err := sqlx.In(loadHistoryQuery+strings.Join(where, " AND ")+` ORDER BY coin_id, day`, args...)
 	if err != nil {
-		return nil, wrap("load history", err)
+		return err
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, wrap("load history", err)
-	}
-	defer rows.Close()
-	out := []HistoryColumns{}
-	var (
-		id, src          sql.RawBytes
-		day              Day
-		price, mcap, vol sql.NullFloat64
-		cur              *HistoryColumns
-		lastSrc          = -1
-		dest             = []any{&id, dayScanner{&day}, &price, &mcap, &vol, &src}
-	)
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, wrap("load history", err)
+	return conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot query", dc)
 		}
-		if cur == nil || cur.CoinID != string(id) {
-			out = append(out, HistoryColumns{CoinID: string(id)})
-			cur, lastSrc = &out[len(out)-1], -1
+		named := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
 		}
-		if lastSrc < 0 || cur.Sources[lastSrc] != string(src) {
-			lastSrc = slices.Index(cur.Sources, string(src))
-			if lastSrc < 0 {
-				if len(cur.Sources) == math.MaxUint8+1 {
-					return nil, wrap("load history", fmt.Errorf("coin %s has more than 256 sources", cur.CoinID))
-				}
-				cur.Sources = append(cur.Sources, string(src))
-				lastSrc = len(cur.Sources) - 1
+		rows, err := qc.QueryContext(ctx, q, named)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		dest := make([]driver.Value, 6)
+		for {
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			id, ok1 := dest[0].(string)
+			dayText, ok2 := dest[1].(string)
+			src, ok3 := dest[5].(string)
+			day, ok4 := parseDay(dayText)
+			price, ok5 := floatValue(dest[2])
+			mcap, ok6 := floatValue(dest[3])
+			vol, ok7 := floatValue(dest[4])
+			if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
+				return fmt.Errorf("sqlstore: unexpected price_history row %v", dest)
+			}
+			if err := addRow(hb, id, day, price, mcap, vol, src); err != nil {
+				return err
 			}
 		}
-		cur.Days = append(cur.Days, day)
-		cur.Price = append(cur.Price, nanOf(price))
-		cur.MarketCap = append(cur.MarketCap, nanOf(mcap))
-		cur.Volume = append(cur.Volume, nanOf(vol))
-		cur.SourceIndex = append(cur.SourceIndex, uint8(lastSrc))
+	})
+}
+
+// floatValue reads a nullable REAL from the SQLite driver (NaN for NULL).
+func floatValue(v driver.Value) (float64, bool) {
+	switch x := v.(type) {
+	case nil:
+		return math.NaN(), true
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
 	}
-	return out, wrap("load history", rows.Err())
+	return 0, false
+}
+
+func (s *Store) loadHistoryPostgres(ctx context.Context, conn *sql.Conn, f HistoryFilter, hb *historyBuilder) error {
+	where, args := []string{"1 = 1"}, []any{}
+	if f.CoinIDs != nil {
+		where, args = append(where, "coin_id = ANY(?)"), append(args, f.CoinIDs)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "day >= ?"), append(args, DayOf(f.Since).Time())
+	}
+	q := s.rebind(loadHistoryQuery + strings.Join(where, " AND ") + ` ORDER BY coin_id, day`)
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlstore: PostgreSQL connection is a %T, not a pgx connection", dc)
+		}
+		rows, err := sc.Conn().Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		fds := rows.FieldDescriptions()
+		binaryDay, binaryFloat := fds[1].Format == pgBinary, fds[2].Format == pgBinary
+		for rows.Next() {
+			raw := rows.RawValues()
+			day, ok1 := pgDay(raw[1], binaryDay)
+			price, ok2 := pgFloat(raw[2], binaryFloat)
+			mcap, ok3 := pgFloat(raw[3], binaryFloat)
+			vol, ok4 := pgFloat(raw[4], binaryFloat)
+			if !(ok1 && ok2 && ok3 && ok4) {
+				return fmt.Errorf("sqlstore: unexpected price_history row %q", raw)
+			}
+			if err := addRow(hb, raw[0], day, price, mcap, vol, raw[5]); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
+// pgBinary is the binary format code of the PostgreSQL wire protocol.
+const pgBinary = 1
+
+// pgDay decodes a DATE column value.
+func pgDay(b []byte, binaryFormat bool) (Day, bool) {
+	if !binaryFormat {
+		return parseDay(b)
+	}
+	if len(b) != 4 {
+		return 0, false
+	}
+	return Day(int32(binary.BigEndian.Uint32(b)) + pgEpochDay), true
+}
+
+// pgFloat decodes a nullable DOUBLE PRECISION column value (NaN for NULL).
+func pgFloat(b []byte, binaryFormat bool) (float64, bool) {
+	if b == nil {
+		return math.NaN(), true
+	}
+	if !binaryFormat {
+		x, err := strconv.ParseFloat(string(b), 64)
+		return x, err == nil
+	}
+	if len(b) != 8 {
+		return 0, false
+	}
+	return math.Float64frombits(binary.BigEndian.Uint64(b)), true
+}
+
+// historyBuilder appends rows ordered by coin and day to per-coin columns.
+type historyBuilder struct {
+	out     []HistoryColumns
+	cur     *HistoryColumns
+	lastSrc int
+}
+
+// addRow appends a row to hb (id and src are the driver's bytes or
+// strings; they are copied only when a new coin or source starts).
+func addRow[T string | []byte](hb *historyBuilder, id T, day Day, price, mcap, vol float64, src T) error {
+	cur := hb.cur
+	if cur == nil || cur.CoinID != string(id) {
+		hb.out = append(hb.out, HistoryColumns{CoinID: string(id)})
+		cur = &hb.out[len(hb.out)-1]
+		hb.cur, hb.lastSrc = cur, -1
+	}
+	if hb.lastSrc < 0 || cur.Sources[hb.lastSrc] != string(src) {
+		hb.lastSrc = -1
+		for i, s := range cur.Sources {
+			if s == string(src) {
+				hb.lastSrc = i
+			}
+		}
+		if hb.lastSrc < 0 {
+			if len(cur.Sources) == math.MaxUint8+1 {
+				return fmt.Errorf("coin %s has more than 256 sources", cur.CoinID)
+			}
+			cur.Sources = append(cur.Sources, string(src))
+			hb.lastSrc = len(cur.Sources) - 1
+		}
+	}
+	cur.Days = append(cur.Days, day)
+	cur.Price = append(cur.Price, price)
+	cur.MarketCap = append(cur.MarketCap, mcap)
+	cur.Volume = append(cur.Volume, vol)
+	cur.SourceIndex = append(cur.SourceIndex, uint8(hb.lastSrc))
+	return nil
 }
 
 // PriceHistory returns a coin's stored history between from and to

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 	"github.com/tokenlysis/tokenlysis/internal/database"
@@ -177,82 +178,155 @@ func (b ScoreBatch) coinIDs() []string {
 	return ids
 }
 
+// ScoreWriters is how many WriteScores calls are worth running at once: 1
+// on SQLite, which has a single writer; 2 on PostgreSQL, whose COPY is
+// bound by the server's CPU, one core per connection.
+func (s *Store) ScoreWriters() int {
+	if s.db.Dialect == database.Postgres {
+		return 2
+	}
+	return 1
+}
+
 // scoreRowsPerStatement is the rows of one multi-row scores insert on SQLite.
 const scoreRowsPerStatement = 500
 
-// WriteScores writes a batch of indicators and scores in one transaction
-// and returns the number of rows written: for each coin of the batch it
-// deletes the stored rows of the days b.From to b.To and inserts the
-// batch's rows, then refreshes the coin's latest_scores row. The result is
-// the same however often it runs, and a crash rolls the whole batch back,
-// so a retried run never duplicates or half-writes a batch. On PostgreSQL
-// the rows go in with COPY (binary), on SQLite with multi-row INSERTs.
+// ScoreWrite counts what a WriteScores call did.
+type ScoreWrite struct {
+	// Rows is the number of rows of the batch: after the call, the stored
+	// rows of its coins and range.
+	Rows int64
+	// Changed counts the rows inserted or updated because a value (or the
+	// source) differs from the stored row; identical rows are not
+	// rewritten and keep their run_id.
+	Changed int64
+	// Deleted counts the stored rows of the range the batch did not have.
+	Deleted int64
+}
+
+// scoreUpsert is the conflict clause of a scores upsert that rewrites a
+// row only when something but its run_id changed.
+const scoreUpsert = ` ON CONFLICT (coin_id, day) DO UPDATE SET rsi = excluded.rsi, volume_change = excluded.volume_change,
+	volatility_30d = excluded.volatility_30d, drawdown = excluded.drawdown, momentum_7d = excluded.momentum_7d,
+	momentum_30d = excluded.momentum_30d, ema_20 = excluded.ema_20, liquidity = excluded.liquidity,
+	opportunity = excluded.opportunity, global = excluded.global, source = excluded.source, run_id = excluded.run_id
+	WHERE (scores.rsi, scores.volume_change, scores.volatility_30d, scores.drawdown, scores.momentum_7d, scores.momentum_30d,
+		scores.ema_20, scores.liquidity, scores.opportunity, scores.global, scores.source)
+	IS DISTINCT FROM (excluded.rsi, excluded.volume_change, excluded.volatility_30d, excluded.drawdown, excluded.momentum_7d,
+		excluded.momentum_30d, excluded.ema_20, excluded.liquidity, excluded.opportunity, excluded.global, excluded.source)`
+
+// WriteScores writes a batch of indicators and scores in one transaction:
+// for each coin of the batch, its stored rows of the days b.From to b.To
+// become exactly the batch's rows. Rows the batch does not have are
+// deleted, new rows inserted, and rows whose values changed updated;
+// identical rows are left alone. Then the coins' latest_scores rows are
+// refreshed. The result is the same however often it runs, and a crash
+// rolls the whole batch back, so a retried run never duplicates or
+// half-writes a batch. On PostgreSQL the rows go in with COPY (binary):
+// straight into scores when the range is empty, else through a temporary
+// table merged into scores; on SQLite with multi-row upserts.
 //
 // Errors: ENOTFOUND for a coin that does not exist; EINVALID for a missing
 // run ID, columns of the wrong length, days out of order or outside the
 // range, or an unknown source.
-func (s *Store) WriteScores(ctx context.Context, runID string, b ScoreBatch) (int64, error) {
+func (s *Store) WriteScores(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
 	if err := b.validate(runID); err != nil {
-		return 0, err
+		return ScoreWrite{}, err
 	}
 	if len(b.Coins) == 0 {
-		return 0, nil
+		return ScoreWrite{}, nil
 	}
-	var n int64
+	var w ScoreWrite
 	var err error
 	if s.db.Dialect == database.Postgres {
-		n, err = s.writeScoresPostgres(ctx, runID, b)
+		w, err = s.writeScoresPostgres(ctx, runID, b)
 	} else {
-		n, err = s.writeScoresSQLite(ctx, runID, b)
+		w, err = s.writeScoresSQLite(ctx, runID, b)
 	}
-	return n, wrap("write scores", err)
+	return w, wrap("write scores", err)
 }
 
-func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (int64, error) {
+func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
+	var w ScoreWrite
 	tx, err := s.begin(ctx)
 	if err != nil {
-		return 0, err
+		return w, err
 	}
 	defer tx.Rollback()
 	// A large batch touches tens of megabytes of pages: with SQLite's
 	// default 2 MB cache the transaction spills to the WAL as it goes and
 	// rereads its own pages. The setting stays with the pooled connection.
 	if _, err := tx.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
-		return 0, err
+		return w, err
 	}
 	ids := b.coinIDs()
 	if id, err := s.missingCoin(ctx, tx, ids); err != nil {
-		return 0, err
+		return w, err
 	} else if id != "" {
-		return 0, coinNotFound(id)
+		return w, coinNotFound(id)
 	}
-	if err := s.deleteScores(ctx, tx, ids, b.From, b.To); err != nil {
-		return 0, err
+	days := make([]string, b.To-b.From+3) // From−1 … To+1
+	dayString := func(d Day) string {
+		ds := days[d-b.From+1]
+		if ds == "" {
+			ds = dayArg(d)
+			days[d-b.From+1] = ds
+		}
+		return ds
+	}
+	// The stored rows the batch does not have: the complement of each
+	// coin's days in From..To, as open intervals (usually one or two).
+	del, err := tx.PreparexContext(ctx, `DELETE FROM scores WHERE coin_id = ? AND day > ? AND day < ?`)
+	if err != nil {
+		return w, err
+	}
+	defer del.Close()
+	for i := range b.Coins {
+		c := &b.Coins[i]
+		lo := b.From - 1
+		for k := 0; k <= len(c.Days); k++ {
+			hi := b.To + 1
+			if k < len(c.Days) {
+				hi = c.Days[k]
+			}
+			if hi-lo > 1 {
+				res, err := del.ExecContext(ctx, c.CoinID, dayString(lo), dayString(hi))
+				if err != nil {
+					return w, err
+				}
+				n, _ := res.RowsAffected()
+				w.Deleted += n
+			}
+			lo = hi
+		}
 	}
 
 	const width = 14
 	const q = `INSERT INTO scores (coin_id, day, ` + scoreValueColumns + `, source, run_id) VALUES `
 	per := scoreRowsPerStatement
-	full, err := tx.PreparexContext(ctx, q+placeholders(per, width))
+	full, err := tx.PreparexContext(ctx, q+placeholders(per, width)+scoreUpsert)
 	if err != nil {
-		return 0, err
+		return w, err
 	}
 	defer full.Close()
-	days := make([]string, b.To-b.From+1)
 	args := make([]any, 0, per*width)
-	var total int64
 	n := 0
 	flush := func() error {
 		if n == 0 {
 			return nil
 		}
+		var res sql.Result
 		var err error
 		if n == per {
-			_, err = full.ExecContext(ctx, args...)
+			res, err = full.ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, q+placeholders(n, width), args...)
+			res, err = tx.ExecContext(ctx, q+placeholders(n, width)+scoreUpsert, args...)
 		}
-		total += int64(n)
+		if err != nil {
+			return err
+		}
+		changed, err := res.RowsAffected()
+		w.Rows, w.Changed = w.Rows+int64(n), w.Changed+changed
 		args, n = args[:0], 0
 		return err
 	}
@@ -260,12 +334,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 		c := &b.Coins[i]
 		cols := c.values()
 		for j, d := range c.Days {
-			ds := days[d-b.From]
-			if ds == "" {
-				ds = dayArg(d)
-				days[d-b.From] = ds
-			}
-			args = append(args, c.CoinID, ds)
+			args = append(args, c.CoinID, dayString(d))
 			for _, col := range cols {
 				if col == nil {
 					args = append(args, nil)
@@ -276,47 +345,26 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 			args = append(args, c.Sources[c.SourceIndex[j]], runID)
 			if n++; n == per {
 				if err := flush(); err != nil {
-					return total, err
+					return w, err
 				}
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return total, err
+		return w, err
 	}
 	if err := s.refreshLatest(ctx, tx, ids); err != nil {
-		return total, err
+		return w, err
 	}
-	return total, tx.Commit()
-}
-
-// deleteScores deletes the scores of coins ids from day from to day to.
-func (s *Store) deleteScores(ctx context.Context, tx *sqlx.Tx, ids []string, from, to Day) error {
-	for batch := range slices.Chunk(ids, maxParams-2) {
-		q, args, err := sqlx.In(`DELETE FROM scores WHERE coin_id IN (?) AND day >= ? AND day <= ?`, batch, dayArg(from), dayArg(to))
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w, tx.Commit()
 }
 
 // refreshLatest rewrites the latest_scores rows of coins ids from their
 // scores of their latest day (and removes those of coins without scores).
 func (s *Store) refreshLatest(ctx context.Context, tx sqlx.ExtContext, ids []string) error {
 	const del = `DELETE FROM latest_scores WHERE coin_id IN (?)`
-	const ins = `INSERT INTO latest_scores (coin_id, day, ` + scoreValueColumns + `, price, market_cap, volume, source, run_id)
-		SELECT s.coin_id, s.day, s.rsi, s.volume_change, s.volatility_30d, s.drawdown, s.momentum_7d, s.momentum_30d,
-			s.ema_20, s.liquidity, s.opportunity, s.global, h.price, h.market_cap, h.volume, s.source, s.run_id
-		FROM coins c
-		JOIN scores s ON s.coin_id = c.id AND s.day = (SELECT MAX(m.day) FROM scores m WHERE m.coin_id = c.id)
-		LEFT JOIN price_history h ON h.coin_id = s.coin_id AND h.day = s.day
-		WHERE c.id IN (?)`
 	for batch := range slices.Chunk(ids, maxParams) {
-		for _, q := range []string{del, ins} {
+		for _, q := range []string{del, refreshLatestSQL + `c.id IN (?)`} {
 			q, args, err := sqlx.In(q, batch)
 			if err != nil {
 				return err
@@ -329,76 +377,115 @@ func (s *Store) refreshLatest(ctx context.Context, tx sqlx.ExtContext, ids []str
 	return nil
 }
 
+// refreshLatestSQL inserts the latest scores row of the coins selected by
+// the condition on c.id that follows it.
+const refreshLatestSQL = `INSERT INTO latest_scores (coin_id, day, ` + scoreValueColumns + `, price, market_cap, volume, source, run_id)
+	SELECT s.coin_id, s.day, s.rsi, s.volume_change, s.volatility_30d, s.drawdown, s.momentum_7d, s.momentum_30d,
+		s.ema_20, s.liquidity, s.opportunity, s.global, h.price, h.market_cap, h.volume, s.source, s.run_id
+	FROM coins c
+	JOIN scores s ON s.coin_id = c.id AND s.day = (SELECT MAX(m.day) FROM scores m WHERE m.coin_id = c.id)
+	LEFT JOIN price_history h ON h.coin_id = s.coin_id AND h.day = s.day
+	WHERE `
+
 // writeScoresPostgres runs the batch's transaction on a pgx connection of
 // the pool, so that the rows go in with COPY FROM STDIN (FORMAT binary),
-// streamed from the columns without materialising them.
-func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBatch) (int64, error) {
+// streamed from the columns without materialising them: straight into
+// scores when the batch's range holds no row yet (a first run), else into
+// a temporary table that is then merged into scores, so that identical
+// rows are not rewritten.
+func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
+	var w ScoreWrite
 	conn, err := s.db.DB.DB.Conn(ctx)
 	if err != nil {
-		return 0, err
+		return w, err
 	}
 	defer conn.Close()
-	var total int64
 	err = conn.Raw(func(dc any) error {
 		sc, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("sqlstore: PostgreSQL connection is a %T, not a pgx connection", dc)
 		}
-		pc := sc.Conn()
-		tx, err := pc.Begin(ctx)
+		tx, err := sc.Conn().Begin(ctx)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx))
-		ids := b.coinIDs()
-		rows, err := tx.Query(ctx, `SELECT id FROM coins WHERE id = ANY($1)`, ids)
-		if err != nil {
+		ids, from, to := b.coinIDs(), b.From.Time(), b.To.Time()
+		var found []string
+		if err := pgxSelect(ctx, tx, &found, `SELECT id FROM coins WHERE id = ANY($1)`, ids); err != nil {
 			return err
 		}
-		found := make(map[string]bool, len(ids))
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
+		if len(found) != len(ids) {
+			for _, id := range ids {
+				if !slices.Contains(found, id) {
+					return coinNotFound(id)
+				}
+			}
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM scores WHERE coin_id = ANY($1) AND day >= $2 AND day <= $3)`,
+			ids, from, to).Scan(&exists); err != nil {
+			return err
+		}
+		const cols = `(coin_id, day, ` + scoreValueColumns + `, source, run_id)`
+		if !exists {
+			tag, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, b), `COPY scores `+cols+` FROM STDIN (FORMAT binary)`)
+			if err != nil {
 				return err
 			}
-			found[id] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, id := range ids {
-			if !found[id] {
-				return coinNotFound(id)
+			w.Rows, w.Changed = tag.RowsAffected(), tag.RowsAffected()
+		} else {
+			// A temporary table lives with the session (the pooled
+			// connection) and is emptied at each commit.
+			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS score_batch (LIKE scores) ON COMMIT DELETE ROWS`); err != nil {
+				return err
 			}
+			tag, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, b), `COPY score_batch `+cols+` FROM STDIN (FORMAT binary)`)
+			if err != nil {
+				return err
+			}
+			w.Rows = tag.RowsAffected()
+			// Statistics, so that the planner joins by hash, not by loops.
+			if _, err := tx.Exec(ctx, `ANALYZE score_batch`); err != nil {
+				return err
+			}
+			del, err := tx.Exec(ctx, `DELETE FROM scores s WHERE s.coin_id = ANY($1) AND s.day >= $2 AND s.day <= $3
+				AND NOT EXISTS (SELECT 1 FROM score_batch b WHERE b.coin_id = s.coin_id AND b.day = s.day)`, ids, from, to)
+			if err != nil {
+				return err
+			}
+			up, err := tx.Exec(ctx, `INSERT INTO scores `+cols+` SELECT coin_id, day, `+scoreValueColumns+`, source, run_id FROM score_batch`+scoreUpsert)
+			if err != nil {
+				return err
+			}
+			w.Deleted, w.Changed = del.RowsAffected(), up.RowsAffected()
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM scores WHERE coin_id = ANY($1) AND day >= $2 AND day <= $3`,
-			ids, b.From.Time(), b.To.Time()); err != nil {
-			return err
-		}
-		tag, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, b),
-			`COPY scores (coin_id, day, `+scoreValueColumns+`, source, run_id) FROM STDIN (FORMAT binary)`)
-		if err != nil {
-			return err
-		}
-		total = tag.RowsAffected()
 		if _, err := tx.Exec(ctx, `DELETE FROM latest_scores WHERE coin_id = ANY($1)`, ids); err != nil {
 			return err
 		}
-		// The same statement as refreshLatest, with an array parameter.
-		if _, err := tx.Exec(ctx, `INSERT INTO latest_scores (coin_id, day, `+scoreValueColumns+`, price, market_cap, volume, source, run_id)
-			SELECT s.coin_id, s.day, s.rsi, s.volume_change, s.volatility_30d, s.drawdown, s.momentum_7d, s.momentum_30d,
-				s.ema_20, s.liquidity, s.opportunity, s.global, h.price, h.market_cap, h.volume, s.source, s.run_id
-			FROM coins c
-			JOIN scores s ON s.coin_id = c.id AND s.day = (SELECT MAX(m.day) FROM scores m WHERE m.coin_id = c.id)
-			LEFT JOIN price_history h ON h.coin_id = s.coin_id AND h.day = s.day
-			WHERE c.id = ANY($1)`, ids); err != nil {
+		if _, err := tx.Exec(ctx, refreshLatestSQL+`c.id = ANY($1)`, ids); err != nil {
 			return err
 		}
 		return tx.Commit(ctx)
 	})
-	return total, err
+	return w, err
+}
+
+// pgxSelect reads one text column of every row into dst.
+func pgxSelect(ctx context.Context, tx pgx.Tx, dst *[]string, q string, args ...any) error {
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		*dst = append(*dst, v)
+	}
+	return rows.Err()
 }
 
 // scoreCopyReader encodes a batch in PostgreSQL's binary COPY format as it

@@ -69,9 +69,9 @@ func TestWriteScores(t *testing.T) {
 		a, b := newScores("a", d0, 1300, 1), newScores("b", d0+5, 20, 100)
 		b.Sources, b.SourceIndex[3] = []string{"demo", "csv"}, 1
 		batch := sqlstore.ScoreBatch{From: d0, To: d0 + 1299, Coins: []sqlstore.ScoreColumns{a, b}}
-		n, err := s.WriteScores(ctx, "run-1", batch)
-		if err != nil || n != 1320 {
-			t.Fatalf("WriteScores = %d, %v", n, err)
+		w, err := s.WriteScores(ctx, "run-1", batch)
+		if err != nil || w != (sqlstore.ScoreWrite{Rows: 1320, Changed: 1320}) {
+			t.Fatalf("WriteScores = %+v, %v", w, err)
 		}
 		got, err := s.ScoreHistory(ctx, "a", time.Time{}, time.Time{})
 		if err != nil || len(got) != 1300 {
@@ -93,19 +93,33 @@ func TestWriteScores(t *testing.T) {
 			t.Errorf("ScoreHistory(unknown) = %v", err)
 		}
 
-		// The same batch again changes nothing.
-		if n, err := s.WriteScores(ctx, "run-1", batch); err != nil || n != 1320 {
-			t.Fatalf("second WriteScores = %d, %v", n, err)
+		// The same batch again changes nothing, even under another run:
+		// identical rows keep the run that wrote them.
+		if w, err := s.WriteScores(ctx, "run-1b", batch); err != nil || w != (sqlstore.ScoreWrite{Rows: 1320}) {
+			t.Fatalf("second WriteScores = %+v, %v", w, err)
+		}
+		if c := countScores(t, tb.db, "run_id = ?", "run-1"); c != 1320 {
+			t.Fatalf("%d rows of run-1 after writing the same batch twice, want 1320", c)
+		}
+		// One changed value rewrites one row.
+		a.Drawdown[100] = 0.5
+		if w, err := s.WriteScores(ctx, "run-1c", sqlstore.ScoreBatch{From: d0, To: d0 + 1299, Coins: []sqlstore.ScoreColumns{a}}); err != nil ||
+			w != (sqlstore.ScoreWrite{Rows: 1300, Changed: 1}) {
+			t.Fatalf("WriteScores with one change = %+v, %v", w, err)
+		}
+		if got, _ := s.ScoreHistory(ctx, "a", (d0 + 100).Time(), (d0 + 100).Time()); len(got) != 1 || got[0].Drawdown != 0.5 || got[0].RunID != "run-1c" {
+			t.Fatalf("changed row = %+v", got)
 		}
 		if c := countScores(t, tb.db, "1 = 1"); c != 1320 {
-			t.Fatalf("%d rows after writing the same batch twice, want 1320", c)
+			t.Fatalf("%d rows, want 1320", c)
 		}
 
 		// A narrower batch replaces its range only: a's days 10..19 become
 		// days 10..14, the rest of a and all of b stay.
 		a2 := newScores("a", d0+10, 5, 1000)
-		if _, err := s.WriteScores(ctx, "run-2", sqlstore.ScoreBatch{From: d0 + 10, To: d0 + 19, Coins: []sqlstore.ScoreColumns{a2}}); err != nil {
-			t.Fatal(err)
+		if w, err := s.WriteScores(ctx, "run-2", sqlstore.ScoreBatch{From: d0 + 10, To: d0 + 19, Coins: []sqlstore.ScoreColumns{a2}}); err != nil ||
+			w != (sqlstore.ScoreWrite{Rows: 5, Changed: 5, Deleted: 5}) {
+			t.Fatalf("narrower WriteScores = %+v, %v", w, err)
 		}
 		if c := countScores(t, tb.db, "coin_id = ?", "a"); c != 1295 {
 			t.Errorf("a has %d rows, want 1295", c)
