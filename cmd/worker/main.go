@@ -25,11 +25,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"github.com/tokenlysis/tokenlysis/internal/coingecko"
 	"github.com/tokenlysis/tokenlysis/internal/config"
 	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/demo"
 	"github.com/tokenlysis/tokenlysis/internal/errreport"
 	"github.com/tokenlysis/tokenlysis/internal/events"
+	"github.com/tokenlysis/tokenlysis/internal/feargreed"
 	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/marketimport"
+	"github.com/tokenlysis/tokenlysis/internal/recalc"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
 	"github.com/tokenlysis/tokenlysis/migrations"
 	"github.com/tokenlysis/tokenlysis/tasks"
@@ -101,9 +106,13 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 			log.Warn("worker: attempt failed", "job_id", id, "job_type", t.Type(), "err", err)
 		}),
 	})
+	handlers, err := newHandlers(cfg, store, rdb, bus, log)
+	if err != nil {
+		return err
+	}
 	mux := asynq.NewServeMux()
 	mux.Use(runner.Middleware)
-	tasks.Register(mux)
+	handlers.Register(mux)
 
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
@@ -144,6 +153,45 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		metricsSrv.Close()
 	}
 	return nil
+}
+
+// newHandlers builds the task handlers and their clients.
+func newHandlers(cfg config.Config, store *sqlstore.Store, rdb redis.UniversalClient, bus *events.Bus, log *slog.Logger) (tasks.Handlers, error) {
+	var h tasks.Handlers
+	cg, err := coingecko.New(coingecko.Config{
+		BaseURL: cfg.CoinGeckoURL, Plan: coingecko.Plan(cfg.CoinGeckoPlan), APIKey: cfg.CoinGeckoKey,
+		RatePerMinute: cfg.CoinGeckoRate, MonthlyBudget: cfg.CoinGeckoBudget, MaxRetries: httpRetries(cfg.MarketRetries), Logger: log,
+	}, coingecko.NewRedisBudget(rdb, cfg.RedisPrefix))
+	if err != nil {
+		return h, fmt.Errorf("CoinGecko client: %w", err)
+	}
+	fng, err := feargreed.New(feargreed.Config{BaseURL: cfg.FearGreedURL, MaxRetries: httpRetries(cfg.MarketRetries), Logger: log})
+	if err != nil {
+		return h, fmt.Errorf("Fear & Greed client: %w", err)
+	}
+	engine, err := recalc.New(store, recalc.Config{})
+	if err != nil {
+		return h, err
+	}
+	h.Recalculate = tasks.RecalculateHandler{Engine: engine, Notifier: bus}
+	h.Market = tasks.MarketHandler{Store: store, CoinGecko: cg, FNG: fng, TopN: cfg.MarketTopN}
+	if cfg.MarketFallback == "demo" {
+		h.Market.Demo = func(ctx context.Context) (any, error) { return marketimport.SeedDemo(ctx, store, demo.Config{}) }
+	}
+	if err := os.MkdirAll(cfg.ImportDir, 0o755); err != nil {
+		return h, fmt.Errorf("TOKENLYSIS_IMPORT_DIR: %w", err)
+	}
+	h.Import = tasks.ImportHandler{Store: store, Dir: cfg.ImportDir}
+	return h, nil
+}
+
+// httpRetries maps the configured count to the clients' convention (zero
+// means their default there, negative means none).
+func httpRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // retryDelay is exponential from base, capped at one hour.

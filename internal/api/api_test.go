@@ -101,7 +101,19 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
+// do sends a request and reads the whole answer; for a stream (SSE,
+// WebSocket) that stays open, it reads only the status and headers.
 func (tb *testBundle) do(t *testing.T, method, path, token string, body string, header ...string) response {
+	t.Helper()
+	return tb.send(t, false, method, path, token, body, header...)
+}
+
+func (tb *testBundle) doStream(t *testing.T, method, path, token string) response {
+	t.Helper()
+	return tb.send(t, true, method, path, token, "")
+}
+
+func (tb *testBundle) send(t *testing.T, headersOnly bool, method, path, token string, body string, header ...string) response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -124,6 +136,9 @@ func (tb *testBundle) do(t *testing.T, method, path, token string, body string, 
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
+	if headersOnly && res.StatusCode == http.StatusOK {
+		return response{status: res.StatusCode, header: res.Header}
+	}
 	b, _ := io.ReadAll(res.Body)
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
@@ -214,7 +229,7 @@ func TestRolesPerRoute(t *testing.T) {
 		}
 		path := strings.NewReplacer(":id", "01a2", "*any", "").Replace(r.Path)
 		for _, role := range []string{"user", "analyst", "admin", "nobody"} {
-			res := tb.do(t, method, path, tb.token(t, "rt-"+role, role), "")
+			res := tb.doStream(t, method, path, tb.token(t, "rt-"+role, role))
 			want403 := !contains(roles, role)
 			if got403 := res.status == http.StatusForbidden; got403 != want403 || res.status == http.StatusUnauthorized || res.status >= 500 {
 				t.Errorf("%s %s as %s: status %d (want 403: %v) %s", method, path, role, res.status, want403, res.body)

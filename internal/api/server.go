@@ -117,6 +117,15 @@ func (s *Server) routes() []Route {
 		{Method: "GET", Path: "/api/job-types", Permission: perm(authz.JobsRead), Handler: s.jobTypes},
 		{Method: "POST", Path: "/api/tasks/recalculate", Permission: perm(authz.AnalyticsSubmit), Handler: s.recalculate},
 
+		{Method: "GET", Path: "/api/scores", Permission: perm(authz.ScoresRead), Handler: s.latestScores},
+		{Method: "GET", Path: "/api/scores/:coin", Permission: perm(authz.ScoresRead), Handler: s.scoreHistory},
+		{Method: "GET", Path: "/api/markets/top", Permission: perm(authz.ScoresRead), Handler: s.topMarkets},
+		{Method: "GET", Path: "/api/price/:coin/history", Permission: perm(authz.ScoresRead), Handler: s.priceHistory},
+		{Method: "GET", Path: "/api/fng/latest", Permission: perm(authz.ScoresRead), Handler: s.fngLatest},
+		{Method: "GET", Path: "/api/fng/history", Permission: perm(authz.ScoresRead), Handler: s.fngHistory},
+		{Method: "GET", Path: "/api/stream/scores", Permission: perm(authz.ScoresRead), Stream: true, Handler: s.scoreStream},
+		{Method: "GET", Path: "/ws/scores", Permission: perm(authz.ScoresRead), Stream: true, Handler: s.scoreSocket},
+
 		{Method: "GET", Path: "/api/users", Permission: perm(authz.UsersManage), Handler: s.listUsers},
 		{Method: "POST", Path: "/api/users", Permission: perm(authz.UsersManage), Handler: s.createUser},
 		{Method: "GET", Path: "/api/me", Permission: perm(authz.JobsRead), Handler: s.me},

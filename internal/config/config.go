@@ -56,6 +56,7 @@ type Config struct {
 	CoinGeckoURL    string // TOKENLYSIS_COINGECKO_BASE_URL ("" = the plan's)
 	CoinGeckoRate   int    // TOKENLYSIS_COINGECKO_RATE_PER_MINUTE (0 = the plan's)
 	CoinGeckoBudget int    // TOKENLYSIS_COINGECKO_MONTHLY_BUDGET (0 = the plan's, -1 = unlimited)
+	MarketRetries   int    // TOKENLYSIS_MARKET_MAX_RETRIES: HTTP retries of the market APIs (0 = none)
 	FearGreedURL    string // TOKENLYSIS_FNG_BASE_URL
 	MarketTopN      int    // TOKENLYSIS_MARKET_TOP_N
 	MarketFallback  string // TOKENLYSIS_MARKET_FALLBACK: demo | none
@@ -169,6 +170,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.CoinGeckoBudget, err = intVar(get, "TOKENLYSIS_COINGECKO_MONTHLY_BUDGET", 0, -1, 100_000_000); err != nil {
+		return c, err
+	}
+	if c.MarketRetries, err = intVar(get, "TOKENLYSIS_MARKET_MAX_RETRIES", 5, 0, 20); err != nil {
 		return c, err
 	}
 	c.FearGreedURL = get("TOKENLYSIS_FNG_BASE_URL", "https://api.alternative.me")
