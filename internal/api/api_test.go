@@ -30,6 +30,7 @@ import (
 const redisDB = 3
 
 type testBundle struct {
+	bus    *events.Bus
 	srv    *api.Server
 	url    string
 	issuer *auth.DevIssuer
@@ -74,7 +75,7 @@ func setup(t *testing.T, dialect database.Dialect) *testBundle {
 		Checks:   []api.Checker{{Name: "database", Check: store.Ping}},
 	})
 	handler = srv
-	return &testBundle{srv: srv, url: ts.URL, issuer: issuer, store: store}
+	return &testBundle{bus: bus, srv: srv, url: ts.URL, issuer: issuer, store: store}
 }
 
 func (tb *testBundle) token(t *testing.T, subject string, roles ...string) string {
