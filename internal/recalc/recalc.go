@@ -418,8 +418,12 @@ func (e *Engine) write(ctx context.Context, p *panel, targets []int, from, to sq
 		err     error
 	}
 	nChunks := (len(targets) + e.cfg.ChunkAssets - 1) / e.cfg.ChunkAssets
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// stop ends the dispatch of chunks after a failure; the writes under
+	// way finish with the caller's ctx, so that a chunk is never cut off in
+	// its commit and every committed chunk is counted.
+	writeCtx := ctx
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	free := make(chan *chunkBuffers, writers+1)
 	for range writers + 1 {
 		free <- new(chunkBuffers)
@@ -451,7 +455,7 @@ func (e *Engine) write(ctx context.Context, p *panel, targets []int, from, to sq
 	for range writers {
 		wg.Go(func() {
 			for c := range todo {
-				w, err := e.store.WriteScores(ctx, res.RunID, c.batch)
+				w, err := e.store.WriteScores(writeCtx, res.RunID, c.batch)
 				results <- result{coins: len(c.batch.Coins), w: w, sources: batchSources(c.batch), err: err}
 				free <- c.buf
 				if err != nil {
@@ -481,7 +485,7 @@ func (e *Engine) write(ctx context.Context, p *panel, targets []int, from, to sq
 		}
 		progress(done, len(targets), fmt.Sprintf("wrote %d of %d assets (%d rows)", done, len(targets), res.Rows))
 	}
-	cancel()
+	stop()
 	wg.Wait()
 	// Chunks that other writers committed after a failure still count.
 	for len(results) > 0 {

@@ -204,27 +204,17 @@ type ScoreWrite struct {
 	Deleted int64
 }
 
-// scoreUpsert is the conflict clause of a scores upsert that rewrites a
-// row only when something but its run_id changed.
-const scoreUpsert = ` ON CONFLICT (coin_id, day) DO UPDATE SET rsi = excluded.rsi, volume_change = excluded.volume_change,
-	volatility_30d = excluded.volatility_30d, drawdown = excluded.drawdown, momentum_7d = excluded.momentum_7d,
-	momentum_30d = excluded.momentum_30d, ema_20 = excluded.ema_20, liquidity = excluded.liquidity,
-	opportunity = excluded.opportunity, global = excluded.global, source = excluded.source, run_id = excluded.run_id
-	WHERE (scores.rsi, scores.volume_change, scores.volatility_30d, scores.drawdown, scores.momentum_7d, scores.momentum_30d,
-		scores.ema_20, scores.liquidity, scores.opportunity, scores.global, scores.source)
-	IS DISTINCT FROM (excluded.rsi, excluded.volume_change, excluded.volatility_30d, excluded.drawdown, excluded.momentum_7d,
-		excluded.momentum_30d, excluded.ema_20, excluded.liquidity, excluded.opportunity, excluded.global, excluded.source)`
-
 // WriteScores writes a batch of indicators and scores in one transaction:
 // for each coin of the batch, its stored rows of the days b.From to b.To
-// become exactly the batch's rows. Rows the batch does not have are
-// deleted, new rows inserted, and rows whose values changed updated;
-// identical rows are left alone. Then the coins' latest_scores rows are
-// refreshed. The result is the same however often it runs, and a crash
-// rolls the whole batch back, so a retried run never duplicates or
-// half-writes a batch. On PostgreSQL the rows go in with COPY (binary):
-// straight into scores when the range is empty, else through a temporary
-// table merged into scores; on SQLite with multi-row upserts.
+// become exactly the batch's rows. The stored rows of the range are read
+// and compared with the batch: rows the batch does not have are deleted,
+// new rows inserted, and rows whose values or source differ replaced;
+// identical rows are not rewritten and keep their run_id, so a rerun on
+// unchanged history writes nothing but reads. Then the coins'
+// latest_scores rows are refreshed. The result is the same however often
+// it runs, and a crash rolls the whole batch back, so a retried run never
+// duplicates or half-writes a batch. Rows go in with COPY (binary) on
+// PostgreSQL and multi-row INSERTs on SQLite.
 //
 // Errors: ENOTFOUND for a coin that does not exist; EINVALID for a missing
 // run ID, columns of the wrong length, days out of order or outside the
@@ -246,87 +236,288 @@ func (s *Store) WriteScores(ctx context.Context, runID string, b ScoreBatch) (Sc
 	return w, wrap("write scores", err)
 }
 
-func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
-	var w ScoreWrite
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return w, err
+// storedScores are the stored rows of a batch's coins and range, read to
+// compare with the batch, as columns in (coin, day) order.
+type storedScores struct {
+	coins  []string
+	starts []int // coins[i]'s rows are starts[i]:starts[i+1]
+	days   []Day
+	vals   [10][]float64
+	source []string
+}
+
+func (st *storedScores) add(coin string, day Day, vals *[10]float64, source string) {
+	if len(st.coins) == 0 || st.coins[len(st.coins)-1] != coin {
+		st.coins = append(st.coins, coin)
+		st.starts = append(st.starts, len(st.days))
 	}
-	defer tx.Rollback()
+	st.days = append(st.days, day)
+	for k := range vals {
+		st.vals[k] = append(st.vals[k], vals[k])
+	}
+	if n := len(st.source); n > 0 && st.source[n-1] == source {
+		source = st.source[n-1] // share the string
+	}
+	st.source = append(st.source, source)
+}
+
+// rows returns the index range of coin's stored rows.
+func (st *storedScores) rows(coin string) (int, int) {
+	i, ok := slices.BinarySearch(st.coins, coin)
+	if !ok {
+		return 0, 0
+	}
+	end := len(st.days)
+	if i+1 < len(st.starts) {
+		end = st.starts[i+1]
+	}
+	return st.starts[i], end
+}
+
+// dayRange is a run of stored rows of one coin to delete: days lo to hi.
+type dayRange struct {
+	coin   string
+	lo, hi Day
+}
+
+// scorePlan is what a batch changes: the stored rows to delete (those the
+// batch does not have, and those it replaces) as ranges, and the batch
+// rows to insert (new and replaced).
+type scorePlan struct {
+	del     []dayRange
+	ins     ScoreBatch
+	w       ScoreWrite
+	changed bool
+}
+
+// sameValue reports whether a batch value and a stored one store the same:
+// NaN and ±Inf are NULL.
+func sameValue(batch, stored float64) bool {
+	if batch-batch != 0 {
+		return stored != stored
+	}
+	return batch == stored
+}
+
+// plan compares b with the stored rows of its coins and range.
+func (b ScoreBatch) plan(st *storedScores) scorePlan {
+	var p scorePlan
+	if len(st.days) == 0 { // nothing stored: insert everything as is
+		p.ins, p.w.Rows, p.w.Changed = b, int64(b.Rows()), int64(b.Rows())
+		p.changed = p.w.Rows > 0
+		return p
+	}
+	p.ins = ScoreBatch{From: b.From, To: b.To}
+	for ci := range b.Coins {
+		c := &b.Coins[ci]
+		vals := c.values()
+		s0, s1 := st.rows(c.CoinID)
+		var keep []int // batch rows to insert
+		var open *dayRange
+		closeRange := func() { open = nil }
+		deleteStored := func(i int) {
+			if open == nil {
+				p.del = append(p.del, dayRange{coin: c.CoinID, lo: st.days[i], hi: st.days[i]})
+				open = &p.del[len(p.del)-1]
+			} else {
+				open.hi = st.days[i]
+			}
+		}
+		i, j := s0, 0
+		for i < s1 || j < len(c.Days) {
+			switch {
+			case j == len(c.Days) || i < s1 && st.days[i] < c.Days[j]: // stored only: stale
+				deleteStored(i)
+				p.w.Deleted++
+				i++
+			case i == s1 || c.Days[j] < st.days[i]: // batch only: new
+				keep = append(keep, j)
+				j++
+			default: // both: replace when different
+				same := st.source[i] == c.Sources[c.SourceIndex[j]]
+				for k := 0; same && k < len(vals); k++ {
+					v := math.NaN()
+					if vals[k] != nil {
+						v = vals[k][j]
+					}
+					same = sameValue(v, st.vals[k][i])
+				}
+				if same {
+					closeRange()
+				} else {
+					deleteStored(i)
+					keep = append(keep, j)
+				}
+				i, j = i+1, j+1
+			}
+		}
+		p.w.Rows += int64(len(c.Days))
+		p.w.Changed += int64(len(keep))
+		if len(keep) > 0 {
+			p.ins.Coins = append(p.ins.Coins, c.subset(keep))
+		}
+	}
+	p.changed = len(p.del) > 0 || len(p.ins.Coins) > 0
+	return p
+}
+
+// subset returns the rows idx of c.
+func (c *ScoreColumns) subset(idx []int) ScoreColumns {
+	out := ScoreColumns{CoinID: c.CoinID, Sources: c.Sources, Days: make([]Day, len(idx)), SourceIndex: make([]uint8, len(idx))}
+	for n, j := range idx {
+		out.Days[n], out.SourceIndex[n] = c.Days[j], c.SourceIndex[j]
+	}
+	dst := [10]*[]float64{&out.RSI, &out.VolumeChange, &out.Volatility30d, &out.Drawdown, &out.Momentum7d, &out.Momentum30d,
+		&out.EMA20, &out.Liquidity, &out.Opportunity, &out.Global}
+	for k, col := range c.values() {
+		if col == nil {
+			continue
+		}
+		v := make([]float64, len(idx))
+		for n, j := range idx {
+			v[n] = col[j]
+		}
+		*dst[k] = v
+	}
+	return out
+}
+
+// read appends stored rows (readScoresSQL's columns, ordered by coin and
+// day) from database/sql rows.
+func (st *storedScores) read(next func() bool, scan func(dest ...any) error) error {
+	var (
+		coin, source sql.RawBytes
+		day          Day
+		vals         [10]sql.NullFloat64
+		fv           [10]float64
+		cur, src     string
+	)
+	dest := []any{&coin, dayScanner{&day}}
+	for k := range vals {
+		dest = append(dest, &vals[k])
+	}
+	dest = append(dest, &source)
+	for next() {
+		if err := scan(dest...); err != nil {
+			return err
+		}
+		if cur != string(coin) {
+			cur = string(coin)
+		}
+		if src != string(source) {
+			src = string(source)
+		}
+		for k := range vals {
+			fv[k] = nanOf(vals[k])
+		}
+		st.add(cur, day, &fv, src)
+	}
+	return nil
+}
+
+const readScoresSQL = `SELECT coin_id, day, ` + scoreValueColumns + `, source FROM scores WHERE `
+
+func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
+	conn, err := s.db.Connx(ctx)
+	if err != nil {
+		return ScoreWrite{}, err
+	}
+	defer conn.Close()
 	// A large batch touches tens of megabytes of pages: with SQLite's
 	// default 2 MB cache the transaction spills to the WAL as it goes and
 	// rereads its own pages. The setting stays with the pooled connection.
-	if _, err := tx.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
-		return w, err
+	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
+		return ScoreWrite{}, err
 	}
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		return ScoreWrite{}, err
+	}
+	defer tx.Rollback()
 	ids := b.coinIDs()
 	if id, err := s.missingCoin(ctx, tx, ids); err != nil {
-		return w, err
+		return ScoreWrite{}, err
 	} else if id != "" {
-		return w, coinNotFound(id)
-	}
-	days := make([]string, b.To-b.From+3) // From−1 … To+1
-	dayString := func(d Day) string {
-		ds := days[d-b.From+1]
-		if ds == "" {
-			ds = dayArg(d)
-			days[d-b.From+1] = ds
-		}
-		return ds
-	}
-	// The stored rows the batch does not have: the complement of each
-	// coin's days in From..To, as open intervals (usually one or two).
-	del, err := tx.PreparexContext(ctx, `DELETE FROM scores WHERE coin_id = ? AND day > ? AND day < ?`)
-	if err != nil {
-		return w, err
-	}
-	defer del.Close()
-	for i := range b.Coins {
-		c := &b.Coins[i]
-		lo := b.From - 1
-		for k := 0; k <= len(c.Days); k++ {
-			hi := b.To + 1
-			if k < len(c.Days) {
-				hi = c.Days[k]
-			}
-			if hi-lo > 1 {
-				res, err := del.ExecContext(ctx, c.CoinID, dayString(lo), dayString(hi))
-				if err != nil {
-					return w, err
-				}
-				n, _ := res.RowsAffected()
-				w.Deleted += n
-			}
-			lo = hi
-		}
+		return ScoreWrite{}, coinNotFound(id)
 	}
 
+	var stored storedScores
+	for batch := range slices.Chunk(ids, maxParams-2) {
+		q, args, err := sqlx.In(readScoresSQL+`coin_id IN (?) AND day >= ? AND day <= ? ORDER BY coin_id, day`, batch, dayArg(b.From), dayArg(b.To))
+		if err != nil {
+			return ScoreWrite{}, err
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return ScoreWrite{}, err
+		}
+		err = stored.read(rows.Next, rows.Scan)
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+		if err != nil {
+			return ScoreWrite{}, err
+		}
+	}
+	plan := b.plan(&stored)
+
+	if len(plan.del) > 0 {
+		del, err := tx.PreparexContext(ctx, `DELETE FROM scores WHERE coin_id = ? AND day >= ? AND day <= ?`)
+		if err != nil {
+			return ScoreWrite{}, err
+		}
+		defer del.Close()
+		for _, r := range plan.del {
+			if _, err := del.ExecContext(ctx, r.coin, dayArg(r.lo), dayArg(r.hi)); err != nil {
+				return ScoreWrite{}, err
+			}
+		}
+	}
+	if err := s.insertScoresSQLite(ctx, tx, runID, plan.ins); err != nil {
+		return ScoreWrite{}, err
+	}
+	if plan.changed {
+		if err := s.refreshLatest(ctx, tx, ids); err != nil {
+			return ScoreWrite{}, err
+		}
+	}
+	return plan.w, tx.Commit()
+}
+
+// insertScoresSQLite inserts the rows of b, which are not stored, with
+// multi-row INSERTs of scoreRowsPerStatement rows.
+func (s *Store) insertScoresSQLite(ctx context.Context, tx *sqlx.Tx, runID string, b ScoreBatch) error {
+	if b.Rows() == 0 {
+		return nil
+	}
 	const width = 14
 	const q = `INSERT INTO scores (coin_id, day, ` + scoreValueColumns + `, source, run_id) VALUES `
 	per := scoreRowsPerStatement
-	full, err := tx.PreparexContext(ctx, q+placeholders(per, width)+scoreUpsert)
-	if err != nil {
-		return w, err
-	}
-	defer full.Close()
+	var full *sqlx.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	days := make([]string, b.To-b.From+1)
 	args := make([]any, 0, per*width)
 	n := 0
 	flush := func() error {
 		if n == 0 {
 			return nil
 		}
-		var res sql.Result
 		var err error
 		if n == per {
-			res, err = full.ExecContext(ctx, args...)
+			if full == nil {
+				if full, err = tx.PreparexContext(ctx, q+placeholders(per, width)); err != nil {
+					return err
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
 		} else {
-			res, err = tx.ExecContext(ctx, q+placeholders(n, width)+scoreUpsert, args...)
+			_, err = tx.ExecContext(ctx, q+placeholders(n, width), args...)
 		}
-		if err != nil {
-			return err
-		}
-		changed, err := res.RowsAffected()
-		w.Rows, w.Changed = w.Rows+int64(n), w.Changed+changed
 		args, n = args[:0], 0
 		return err
 	}
@@ -334,7 +525,12 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 		c := &b.Coins[i]
 		cols := c.values()
 		for j, d := range c.Days {
-			args = append(args, c.CoinID, dayString(d))
+			ds := days[d-b.From]
+			if ds == "" {
+				ds = dayArg(d)
+				days[d-b.From] = ds
+			}
+			args = append(args, c.CoinID, ds)
 			for _, col := range cols {
 				if col == nil {
 					args = append(args, nil)
@@ -345,18 +541,12 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 			args = append(args, c.Sources[c.SourceIndex[j]], runID)
 			if n++; n == per {
 				if err := flush(); err != nil {
-					return w, err
+					return err
 				}
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return w, err
-	}
-	if err := s.refreshLatest(ctx, tx, ids); err != nil {
-		return w, err
-	}
-	return w, tx.Commit()
+	return flush()
 }
 
 // refreshLatest rewrites the latest_scores rows of coins ids from their
@@ -388,11 +578,8 @@ const refreshLatestSQL = `INSERT INTO latest_scores (coin_id, day, ` + scoreValu
 	WHERE `
 
 // writeScoresPostgres runs the batch's transaction on a pgx connection of
-// the pool, so that the rows go in with COPY FROM STDIN (FORMAT binary),
-// streamed from the columns without materialising them: straight into
-// scores when the batch's range holds no row yet (a first run), else into
-// a temporary table that is then merged into scores, so that identical
-// rows are not rewritten.
+// the pool: the stored rows are read in binary, and the rows to insert go
+// in with COPY FROM STDIN (FORMAT binary), streamed from the columns.
 func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
 	var w ScoreWrite
 	conn, err := s.db.DB.DB.Conn(ctx)
@@ -422,53 +609,77 @@ func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBa
 				}
 			}
 		}
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM scores WHERE coin_id = ANY($1) AND day >= $2 AND day <= $3)`,
-			ids, from, to).Scan(&exists); err != nil {
+
+		var stored storedScores
+		rows, err := tx.Query(ctx, readScoresSQL+`coin_id = ANY($1) AND day >= $2 AND day <= $3 ORDER BY coin_id, day`, ids, from, to)
+		if err != nil {
 			return err
 		}
-		const cols = `(coin_id, day, ` + scoreValueColumns + `, source, run_id)`
-		if !exists {
-			tag, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, b), `COPY scores `+cols+` FROM STDIN (FORMAT binary)`)
-			if err != nil {
-				return err
-			}
-			w.Rows, w.Changed = tag.RowsAffected(), tag.RowsAffected()
-		} else {
-			// A temporary table lives with the session (the pooled
-			// connection) and is emptied at each commit.
-			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS score_batch (LIKE scores) ON COMMIT DELETE ROWS`); err != nil {
-				return err
-			}
-			tag, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, b), `COPY score_batch `+cols+` FROM STDIN (FORMAT binary)`)
-			if err != nil {
-				return err
-			}
-			w.Rows = tag.RowsAffected()
-			// Statistics, so that the planner joins by hash, not by loops.
-			if _, err := tx.Exec(ctx, `ANALYZE score_batch`); err != nil {
-				return err
-			}
-			del, err := tx.Exec(ctx, `DELETE FROM scores s WHERE s.coin_id = ANY($1) AND s.day >= $2 AND s.day <= $3
-				AND NOT EXISTS (SELECT 1 FROM score_batch b WHERE b.coin_id = s.coin_id AND b.day = s.day)`, ids, from, to)
-			if err != nil {
-				return err
-			}
-			up, err := tx.Exec(ctx, `INSERT INTO scores `+cols+` SELECT coin_id, day, `+scoreValueColumns+`, source, run_id FROM score_batch`+scoreUpsert)
-			if err != nil {
-				return err
-			}
-			w.Deleted, w.Changed = del.RowsAffected(), up.RowsAffected()
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM latest_scores WHERE coin_id = ANY($1)`, ids); err != nil {
+		err = readStoredPostgres(&stored, rows)
+		rows.Close()
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, refreshLatestSQL+`c.id = ANY($1)`, ids); err != nil {
-			return err
+		plan := b.plan(&stored)
+		w = plan.w
+
+		if len(plan.del) > 0 {
+			coins, los, his := make([]string, len(plan.del)), make([]time.Time, len(plan.del)), make([]time.Time, len(plan.del))
+			for i, r := range plan.del {
+				coins[i], los[i], his[i] = r.coin, r.lo.Time(), r.hi.Time()
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM scores s USING unnest($1::text[], $2::date[], $3::date[]) AS r(coin_id, lo, hi)
+				WHERE s.coin_id = r.coin_id AND s.day >= r.lo AND s.day <= r.hi`, coins, los, his); err != nil {
+				return err
+			}
+		}
+		if plan.ins.Rows() > 0 {
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, newScoreCopyReader(runID, plan.ins),
+				`COPY scores (coin_id, day, `+scoreValueColumns+`, source, run_id) FROM STDIN (FORMAT binary)`); err != nil {
+				return err
+			}
+		}
+		if plan.changed {
+			if _, err := tx.Exec(ctx, `DELETE FROM latest_scores WHERE coin_id = ANY($1)`, ids); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, refreshLatestSQL+`c.id = ANY($1)`, ids); err != nil {
+				return err
+			}
 		}
 		return tx.Commit(ctx)
 	})
 	return w, err
+}
+
+// readStoredPostgres reads scores rows (readScoresSQL's columns) from
+// pgx's raw values.
+func readStoredPostgres(st *storedScores, rows pgx.Rows) error {
+	fds := rows.FieldDescriptions()
+	binDay, binFloat := fds[1].Format == pgBinary, fds[2].Format == pgBinary
+	var fv [10]float64
+	var cur, src string
+	for rows.Next() {
+		raw := rows.RawValues()
+		day, ok := pgDay(raw[1], binDay)
+		for k := range fv {
+			var okf bool
+			if fv[k], okf = pgFloat(raw[2+k], binFloat); !okf {
+				ok = false
+			}
+		}
+		if !ok {
+			return fmt.Errorf("sqlstore: unexpected scores row %q", raw)
+		}
+		if cur != string(raw[0]) {
+			cur = string(raw[0])
+		}
+		if src != string(raw[12]) {
+			src = string(raw[12])
+		}
+		st.add(cur, day, &fv, src)
+	}
+	return rows.Err()
 }
 
 // pgxSelect reads one text column of every row into dst.

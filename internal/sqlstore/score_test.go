@@ -133,6 +133,41 @@ func TestWriteScores(t *testing.T) {
 			t.Errorf("a around the replaced range = %+v", got)
 		}
 
+		// Interleaved: in days 200..210 keep 200, 203 and 208 as stored,
+		// change 202, 205 and 206, drop the others.
+		stored, _ := s.ScoreHistory(ctx, "a", (d0 + 200).Time(), (d0 + 210).Time())
+		mixed := sqlstore.ScoreColumns{CoinID: "a", Sources: []string{"demo"}}
+		for _, k := range []int{0, 2, 3, 5, 6, 8} {
+			r := stored[k]
+			if k == 2 || k == 5 || k == 6 {
+				r.Global, r.RSI = float64(k), math.NaN()
+			}
+			mixed.Days = append(mixed.Days, sqlstore.DayOf(r.Day))
+			mixed.SourceIndex = append(mixed.SourceIndex, 0)
+			mixed.RSI, mixed.VolumeChange = append(mixed.RSI, r.RSI), append(mixed.VolumeChange, r.VolumeChange)
+			mixed.Volatility30d, mixed.Drawdown = append(mixed.Volatility30d, r.Volatility30d), append(mixed.Drawdown, r.Drawdown)
+			mixed.Momentum7d, mixed.Momentum30d = append(mixed.Momentum7d, r.Momentum7d), append(mixed.Momentum30d, r.Momentum30d)
+			mixed.EMA20, mixed.Liquidity = append(mixed.EMA20, r.EMA20), append(mixed.Liquidity, r.Liquidity)
+			mixed.Opportunity, mixed.Global = append(mixed.Opportunity, r.Opportunity), append(mixed.Global, r.Global)
+		}
+		w, err = s.WriteScores(ctx, "run-3", sqlstore.ScoreBatch{From: d0 + 200, To: d0 + 210, Coins: []sqlstore.ScoreColumns{mixed}})
+		if err != nil || w != (sqlstore.ScoreWrite{Rows: 6, Changed: 3, Deleted: 5}) {
+			t.Fatalf("interleaved WriteScores = %+v, %v", w, err)
+		}
+		after, _ := s.ScoreHistory(ctx, "a", (d0 + 199).Time(), (d0 + 211).Time())
+		if len(after) != 8 { // 199 and 211, outside the range, plus the six of the batch
+			t.Fatalf("after the interleaved write: %d rows in 199..211, want 8", len(after))
+		}
+		wantRuns := []string{"run-1", "run-1", "run-3", "run-1", "run-3", "run-3", "run-1", "run-1"}
+		for i, r := range after {
+			if r.RunID != wantRuns[i] {
+				t.Fatalf("after the interleaved write, row %d (%s) is from %s, want %s", i, r.Day.Format(time.DateOnly), r.RunID, wantRuns[i])
+			}
+		}
+		if after[2].Global != 2 || !math.IsNaN(after[2].RSI) || !sameScore(after[3], stored[3]) {
+			t.Errorf("interleaved rows = %+v", after[1:4])
+		}
+
 		// Errors write nothing.
 		before := countScores(t, tb.db, "1 = 1")
 		bad := []struct {
