@@ -246,6 +246,16 @@ type storedScores struct {
 	source []string
 }
 
+// grow makes room for n more rows (a batch usually replaces about as
+// many rows as it has).
+func (st *storedScores) grow(n int) {
+	st.days = slices.Grow(st.days, n)
+	st.source = slices.Grow(st.source, n)
+	for k := range st.vals {
+		st.vals[k] = slices.Grow(st.vals[k], n)
+	}
+}
+
 func (st *storedScores) add(coin string, day Day, vals *[10]float64, source string) {
 	if len(st.coins) == 0 || st.coins[len(st.coins)-1] != coin {
 		st.coins = append(st.coins, coin)
@@ -442,6 +452,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 	}
 
 	var stored storedScores
+	stored.grow(b.Rows())
 	for batch := range slices.Chunk(ids, maxParams-2) {
 		q, args, err := sqlx.In(readScoresSQL+`coin_id IN (?) AND day >= ? AND day <= ? ORDER BY coin_id, day`, batch, dayArg(b.From), dayArg(b.To))
 		if err != nil {
@@ -611,6 +622,7 @@ func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBa
 		}
 
 		var stored storedScores
+		stored.grow(b.Rows())
 		rows, err := tx.Query(ctx, readScoresSQL+`coin_id = ANY($1) AND day >= $2 AND day <= $3 ORDER BY coin_id, day`, ids, from, to)
 		if err != nil {
 			return err
