@@ -21,6 +21,22 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
+// Market data (migration 002_market), for the functional specification:
+//
+//   - coins: one row per asset. ID is CoinGecko's ("bitcoin") or "demo-…"
+//     for the bundled demo universe; categories are a JSON array of names;
+//     listings_count is NULL when unknown (CoinGecko's market list does not
+//     carry it). source says who created or last refreshed the record.
+//   - market_snapshots: the latest market state per coin (price, market
+//     cap, 24h volume, rank, 24h change in percent, as_of), replaced on
+//     each ingest. NULL where the API sent null.
+//   - price_history: one row per coin and UTC day (DATE on PostgreSQL,
+//     'YYYY-MM-DD' text on SQLite), upserted. price is required and > 0; an
+//     unknown market cap or volume is NULL, a reported 0 stays 0, and a day
+//     without data has no row (a gap), never an invented price.
+//   - scores and latest_scores: see Score and WriteScores; fng: see FNG;
+//     recalc_runs: see RecalcRun.
+//
 // Sources of market data, stored in the source column of coins,
 // market_snapshots, price_history and scores.
 const (
