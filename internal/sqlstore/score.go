@@ -244,19 +244,19 @@ type storedScores struct {
 	days   []Day
 	vals   [10][]float64
 	source []string
-}
-
-// grow makes room for n more rows (a batch usually replaces about as
-// many rows as it has).
-func (st *storedScores) grow(n int) {
-	st.days = slices.Grow(st.days, n)
-	st.source = slices.Grow(st.source, n)
-	for k := range st.vals {
-		st.vals[k] = slices.Grow(st.vals[k], n)
-	}
+	// sizeHint is the capacity to give the columns on the first row.
+	sizeHint int
 }
 
 func (st *storedScores) add(coin string, day Day, vals *[10]float64, source string) {
+	if st.days == nil && st.sizeHint > 0 {
+		// A batch usually replaces about as many rows as it has: size the
+		// columns once, on the first row (a first run reads none).
+		st.days, st.source = make([]Day, 0, st.sizeHint), make([]string, 0, st.sizeHint)
+		for k := range st.vals {
+			st.vals[k] = make([]float64, 0, st.sizeHint)
+		}
+	}
 	if len(st.coins) == 0 || st.coins[len(st.coins)-1] != coin {
 		st.coins = append(st.coins, coin)
 		st.starts = append(st.starts, len(st.days))
@@ -452,7 +452,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 	}
 
 	var stored storedScores
-	stored.grow(b.Rows())
+	stored.sizeHint = b.Rows()
 	for batch := range slices.Chunk(ids, maxParams-2) {
 		q, args, err := sqlx.In(readScoresSQL+`coin_id IN (?) AND day >= ? AND day <= ? ORDER BY coin_id, day`, batch, dayArg(b.From), dayArg(b.To))
 		if err != nil {
@@ -622,7 +622,7 @@ func (s *Store) writeScoresPostgres(ctx context.Context, runID string, b ScoreBa
 		}
 
 		var stored storedScores
-		stored.grow(b.Rows())
+		stored.sizeHint = b.Rows()
 		rows, err := tx.Query(ctx, readScoresSQL+`coin_id = ANY($1) AND day >= $2 AND day <= $3 ORDER BY coin_id, day`, ids, from, to)
 		if err != nil {
 			return err
