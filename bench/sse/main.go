@@ -82,6 +82,7 @@ type config struct {
 	rssEngine   database.Dialect
 	apiBin      string
 	apiEnv      []string
+	settle      time.Duration
 	redisURL    string
 	postgresURL string
 	tuning      testbed.Tuning
@@ -141,6 +142,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.interval, "interval", 200*time.Millisecond, "latency: time between two reports of a job")
 	fs.IntVar(&cfg.streams, "streams", maxStreams, "memory: idle streams to open (at most 5000)")
 	fs.StringVar(&cfg.apiBin, "api-bin", "", "memory: api binary to run (default: go build ./cmd/api)")
+	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "memory: how long the api is left alone before each RSS reading (the Go runtime forces a GC, which shrinks stacks, every 2 min)")
 	fs.Func("api-env", "memory: extra KEY=VALUE for the api process, e.g. GOMEMLIMIT=200MiB (repeatable)", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want KEY=VALUE")
@@ -178,6 +180,8 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case cfg.jobs < 1 || cfg.reports < 1 || cfg.interval <= 0:
 		return cfg, errors.New("-jobs, -reports and -interval must be positive")
+	case cfg.settle < 0:
+		return cfg, errors.New("-settle must not be negative")
 	case cfg.streams < 1 || cfg.streams > maxStreams:
 		return cfg, fmt.Errorf("-streams must be from 1 to %d", maxStreams)
 	}

@@ -43,10 +43,6 @@ type rssResult struct {
 	Load          string
 }
 
-// settle is how long the API is left alone before its RSS is read, so that
-// the allocations of the last requests are behind it.
-const settle = 2 * time.Second
-
 func measureRSS(ctx context.Context, cfg config, stdout io.Writer) (_ rssResult, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
@@ -95,7 +91,7 @@ func measureRSS(ctx context.Context, cfg config, stdout io.Writer) (_ rssResult,
 	}
 
 	r := rssResult{Engine: cfg.rssEngine, Streams: cfg.streams}
-	time.Sleep(settle)
+	time.Sleep(cfg.settle)
 	if r.BeforeKB, _, err = readRSS(proc.pid); err != nil {
 		return r, err
 	}
@@ -150,7 +146,7 @@ func measureRSS(ctx context.Context, cfg config, stdout io.Writer) (_ rssResult,
 		return r, fmt.Errorf("%d of %d streams open, %d failed (first: %v): %w", opened.Load(), len(ids), failed.Load(), firstErr.Load(), context.Cause(streamCtx))
 	}
 	r.OpenTime = time.Since(start)
-	time.Sleep(settle)
+	time.Sleep(cfg.settle)
 	if r.AfterKB, r.PeakKB, err = readRSS(proc.pid); err != nil {
 		return r, err
 	}
