@@ -310,7 +310,9 @@ func (cs *coinScan) coin() (Coin, error) {
 // PostgreSQL).
 func (s *Store) categoryFilter() string {
 	if s.db.Dialect == database.Postgres {
-		return `EXISTS (SELECT 1 FROM jsonb_array_elements_text(c.categories) AS cat(v) WHERE lower(cat.v) = lower(?))`
+		// The matching coins are found once (a hashed subplan), not by a
+		// set-returning function per row of the ordered scan.
+		return `c.id IN (SELECT cc.id FROM coins cc, jsonb_array_elements_text(cc.categories) AS cat(v) WHERE lower(cat.v) = lower(?))`
 	}
 	return `EXISTS (SELECT 1 FROM json_each(c.categories) AS cat WHERE lower(cat.value) = lower(?))`
 }
