@@ -76,17 +76,22 @@
 //
 // # Idempotence and concurrency
 //
-// Running the same scope twice on the same data gives the same rows (only
-// run_id differs). A run that dies leaves whole chunks behind, never half
-// of one, and no duplicates: the primary key is (coin_id, day) and each
-// chunk replaces its range. Two runs of the same scope should not run at
-// once; Scope.Key is the dedupe key for the job layer.
+// Running the same scope twice on the same data gives the same rows: each
+// chunk's stored range is compared with the recomputed rows and only the
+// difference is written (Result.Changed, Result.Deleted), so a rerun on
+// unchanged history rewrites nothing and rows keep the run_id of the run
+// that last changed them. A run that dies leaves whole chunks behind, never
+// half of one, and no duplicates: the primary key is (coin_id, day) and
+// each chunk makes its range exactly the recomputed rows. Two runs of the
+// same scope should not run at once; Scope.Key is the dedupe key for the
+// job layer.
 //
 // # Speed
 //
 // The history is read in one scan into columns; the indicators (assets
 // split between Config.Workers goroutines) and the scores (days split
-// between them) reuse their buffers. While one chunk is written, the next
-// is prepared. On PostgreSQL the rows go in with binary COPY, on SQLite
-// with multi-row INSERTs of 500 rows (see sqlstore.WriteScores).
+// between them) reuse their buffers. While chunks are written (two at a
+// time on PostgreSQL, one on SQLite: sqlstore.Store.ScoreWriters), the next
+// is prepared. On PostgreSQL new rows go in with binary COPY, on SQLite
+// with multi-row INSERTs of 500 rows (see sqlstore.Store.WriteScores).
 package recalc
