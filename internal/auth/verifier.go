@@ -72,6 +72,8 @@ type Verifier struct {
 	mu          sync.Mutex // serializes discovery attempts
 	lastAttempt time.Time
 	lastErr     error
+
+	cache tokenCache
 }
 
 // verifierState is what discovery produces.
@@ -148,6 +150,10 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 	if err != nil {
 		return Principal{}, fail(tokenlysis.EUNAVAILABLE, msgUnavailable, err)
 	}
+	now := time.Now()
+	if p, kid, ok := v.cache.get(rawToken, now); ok && st.keys.has(kid) {
+		return p, nil // verified before, and its key is still published
+	}
 
 	// Parse once here: the kid decides whether keys must be refreshed, and
 	// the key set reuses the parsed JWS (go-jose parsing is not free).
@@ -192,7 +198,65 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 	if p.Subject == "" {
 		return Principal{}, unauthorized(msgInvalidToken, errors.New("token has no subject"))
 	}
+	until := now.Add(tokenCacheTTL)
+	if exp := tok.Expiry.Add(v.cfg.Leeway); exp.Before(until) {
+		until = exp
+	}
+	v.cache.put(rawToken, p, kid, until)
 	return p, nil
+}
+
+// tokenCacheTTL bounds how long a verified token is trusted without a new
+// signature check. A cached token is also refused as soon as its key is no
+// longer in the issuer's key set.
+const tokenCacheTTL = 2 * time.Minute
+
+// tokenCacheSize bounds the cache; when full, expired entries go first,
+// and if none has expired the cache starts over.
+const tokenCacheSize = 10_000
+
+// tokenCache remembers verified tokens until they expire (or for
+// tokenCacheTTL), so that a client calling the API many times with one
+// token pays for the RSA verification once.
+type tokenCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedToken
+}
+
+type cachedToken struct {
+	p     Principal
+	kid   string
+	until time.Time
+}
+
+func (c *tokenCache) get(raw string, now time.Time) (Principal, string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[raw]
+	if !ok || !now.Before(e.until) {
+		return Principal{}, "", false
+	}
+	return e.p, e.kid, true
+}
+
+func (c *tokenCache) put(raw string, p Principal, kid string, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]cachedToken{}
+	}
+	if len(c.entries) >= tokenCacheSize {
+		now := time.Now()
+		for k, e := range c.entries {
+			if !now.Before(e.until) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= tokenCacheSize {
+			clear(c.entries)
+		}
+	}
+	c.entries[raw] = cachedToken{p: p, kid: kid, until: until}
 }
 
 // state returns the discovered state, performing discovery when it has not

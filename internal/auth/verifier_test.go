@@ -507,3 +507,44 @@ func TestVerifyConcurrentFirstUse(t *testing.T) {
 		t.Fatalf("20 concurrent first calls: %d discovery and %d JWKS requests, want 1 and 1", d, k)
 	}
 }
+
+// TestCachedTokenStillExpires: the verified-token cache never outlives the
+// token's expiry (plus leeway).
+func TestCachedTokenStillExpires(t *testing.T) {
+	key, err := LoadOrCreateDevKey(t.TempDir() + "/k.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var iss *DevIssuer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/jwks") {
+			iss.JWKSHandler()(w, r)
+			return
+		}
+		iss.DiscoveryHandler()(w, r)
+	}))
+	defer srv.Close()
+	iss = NewDevIssuer(key, srv.URL, "aud")
+	v, err := NewVerifier(VerifierConfig{Issuer: srv.URL, Audience: "aud", Leeway: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := iss.Mint(TokenRequest{Subject: "s", TTL: 1500 * time.Millisecond})
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("second verification (cached): %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), tok)
+		if tokenlysis.ErrorCode(err) == tokenlysis.EUNAUTHORIZED {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an expired token was still accepted (err %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
