@@ -119,7 +119,7 @@ type DB struct {
 // chosen per engine:
 //
 //	             MaxOpenConns  MaxIdleConns  ConnMaxLifetime  ConnMaxIdleTime
-//	PostgreSQL   20            10            30m              5m
+//	PostgreSQL   20            20            30m              5m
 //	SQLite file  4             4             none             none
 //	:memory:     1 (forced)    1 (forced)    none (forced)    none (forced)
 //
@@ -165,7 +165,7 @@ func Open(ctx context.Context, rawURL string, opts ...Options) (*DB, error) {
 		o.MaxIdleConns = cmp.Or(o.MaxIdleConns, o.MaxOpenConns)
 	default:
 		o.MaxOpenConns = cmp.Or(o.MaxOpenConns, 20)
-		o.MaxIdleConns = cmp.Or(o.MaxIdleConns, min(10, o.MaxOpenConns))
+		o.MaxIdleConns = cmp.Or(o.MaxIdleConns, o.MaxOpenConns) // idle ones expire after ConnMaxIdleTime; fewer would churn connections under load
 		o.ConnMaxLifetime = cmp.Or(o.ConnMaxLifetime, 30*time.Minute)
 		o.ConnMaxIdleTime = cmp.Or(o.ConnMaxIdleTime, 5*time.Minute)
 	}

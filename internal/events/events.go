@@ -28,7 +28,8 @@ type Config struct {
 	// deployments and test runs. Default "tokenlysis:events".
 	Channel string
 	// Buffer is the number of messages a subscriber may lag behind before
-	// it is told to resynchronise. Default 64.
+	// it is told to resynchronise (and reads SQL). Default 16: thousands of
+	// idle streams each hold one.
 	Buffer int
 	Logger *slog.Logger
 }
@@ -49,7 +50,7 @@ func NewBus(rdb redis.UniversalClient, cfg Config) *Bus {
 	return &Bus{
 		rdb:     rdb,
 		channel: cmp.Or(cfg.Channel, "tokenlysis:events"),
-		buffer:  cmp.Or(cfg.Buffer, 64),
+		buffer:  cmp.Or(cfg.Buffer, 16),
 		log:     cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		subs:    map[string]map[*Subscription]struct{}{},
 	}

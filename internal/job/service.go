@@ -129,7 +129,8 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitReques
 		}
 		return tokenlysis.Job{}, false, err
 	}
-	s.publish(ctx, tokenlysis.JobEvent{JobID: j.ID, Seq: 1, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: j.CreatedAt})
+	// The "queued" event is not published: nobody can be following a job
+	// whose ID has not been returned yet; streams read it from SQL.
 	return j, true, nil
 }
 
