@@ -83,31 +83,51 @@ func (s *Store) CreateJob(ctx context.Context, j tokenlysis.Job) (_ tokenlysis.J
 		j.Params = json.RawMessage("{}")
 	}
 
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return j, false, wrap("create job", err)
+	if s.db.Dialect == database.Postgres {
+		err = s.createJobPostgres(ctx, j)
+	} else {
+		err = s.createJobSQLite(ctx, j)
 	}
-	defer tx.Rollback()
-
-	const q = `INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
-		result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, 0, '', 0, ?, NULL, '', ?, ?, ?, 1, ?, ?)`
-	_, err = tx.ExecContext(ctx, s.rebind(q), j.ID, j.Type, j.Queue, string(j.Params), j.Status, j.MaxRetry,
-		j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), now, now)
 	if database.IsUniqueViolation(err) {
-		tx.Rollback()
 		return s.existingFor(ctx, j)
 	} else if err != nil {
 		return j, false, wrap("create job", err)
 	}
-	ev := tokenlysis.JobEvent{JobID: j.ID, Seq: 1, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: now}
-	if err := s.insertEvent(ctx, tx, ev); err != nil {
-		return j, false, wrap("create job", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return j, false, wrap("create job", err)
-	}
 	return j, true, nil
+}
+
+const insertJob = `INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
+		result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, '', 0, ?, NULL, '', ?, ?, ?, 1, ?, ?)`
+
+func insertJobArgs(j tokenlysis.Job) []any {
+	return []any{j.ID, j.Type, j.Queue, string(j.Params), j.Status, j.MaxRetry,
+		j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt}
+}
+
+func (s *Store) createJobSQLite(ctx context.Context, j tokenlysis.Job) error {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.rebind(insertJob), insertJobArgs(j)...); err != nil {
+		return err
+	}
+	ev := tokenlysis.JobEvent{JobID: j.ID, Seq: 1, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: j.CreatedAt}
+	if err := s.insertEvent(ctx, tx, ev); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// createJobPostgres writes the job and its first event in one statement.
+func (s *Store) createJobPostgres(ctx context.Context, j tokenlysis.Job) error {
+	q := `WITH j AS (` + insertJob + ` RETURNING id, created_at)
+		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+		SELECT id, 1, 'queued', 0, 'queued', NULL, created_at FROM j`
+	_, err := s.db.ExecContext(ctx, s.rebind(q), insertJobArgs(j)...)
+	return err
 }
 
 // existingFor finds the job that made the insert of j violate a uniqueness
@@ -226,39 +246,84 @@ var (
 )
 
 // transition moves job id to a new state when its status is one of from,
-// and appends ev with the next sequence number, in one transaction. set is
-// a fixed SQL fragment (never user input) with its bind arguments.
+// and appends ev with the next sequence number, atomically. set is a fixed
+// SQL fragment (never user input) with its bind arguments. A non-durable
+// transition (progress) does not wait for PostgreSQL to flush its WAL: a
+// database crash may lose the latest progress events, together with their
+// sequence numbers, never a state change.
 // Errors: ENOTFOUND; ECONFLICT when the job's status is not one of from.
-func (s *Store) transition(ctx context.Context, op, id string, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
+func (s *Store) transition(ctx context.Context, op, id string, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent, durable bool) (tokenlysis.JobEvent, error) {
 	ev.JobID, ev.CreatedAt = id, s.now()
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return ev, wrap(op, err)
+	var err error
+	if s.db.Dialect == database.Postgres {
+		ev.Seq, err = s.transitionPostgres(ctx, from, set, setArgs, ev, durable)
+	} else {
+		ev.Seq, err = s.transitionSQLite(ctx, from, set, setArgs, ev)
 	}
-	defer tx.Rollback()
-
-	q, args, err := sqlx.In(`UPDATE jobs SET last_seq = last_seq + 1, updated_at = ?, `+set+` WHERE id = ? AND status IN (?) RETURNING last_seq`,
-		append(append([]any{ev.CreatedAt}, setArgs...), id, from)...)
-	if err != nil {
-		return ev, wrap(op, err)
-	}
-	err = tx.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&ev.Seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		var status string
-		err := tx.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), id)
+		err := s.db.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ev, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
 		} else if err != nil {
 			return ev, wrap(op, err)
 		}
 		return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job is " + status + "."}
-	} else if err != nil {
-		return ev, wrap(op, err)
+	}
+	return ev, wrap(op, err)
+}
+
+// transitionSQLite updates the row and inserts the event in one
+// transaction (SQLite has no data-modifying CTEs).
+func (s *Store) transitionSQLite(ctx context.Context, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent) (int64, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	q, args, err := sqlx.In(`UPDATE jobs SET last_seq = last_seq + 1, updated_at = ?, `+set+` WHERE id = ? AND status IN (?) RETURNING last_seq`,
+		append(append([]any{ev.CreatedAt}, setArgs...), ev.JobID, from)...)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&ev.Seq); err != nil {
+		return 0, err
 	}
 	if err := s.insertEvent(ctx, tx, ev); err != nil {
-		return ev, wrap(op, err)
+		return 0, err
 	}
-	return ev, wrap(op, tx.Commit())
+	return ev.Seq, tx.Commit()
+}
+
+// transitionPostgres does the update and the insert in one statement: one
+// round trip, and atomic without an explicit transaction.
+func (s *Store) transitionPostgres(ctx context.Context, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent, durable bool) (int64, error) {
+	q, args, err := sqlx.In(`WITH u AS (
+			UPDATE jobs SET last_seq = last_seq + 1, updated_at = ?, `+set+` WHERE id = ? AND status IN (?) RETURNING id, last_seq)
+		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+		SELECT id, last_seq, ?::text, ?::integer, ?::text, ?::jsonb, ?::timestamptz FROM u RETURNING seq`,
+		append(append([]any{ev.CreatedAt}, setArgs...), ev.JobID, from,
+			string(ev.Kind), ev.Percent, ev.Message, nullJSON(ev.Data), ev.CreatedAt)...)
+	if err != nil {
+		return 0, err
+	}
+	var seq int64
+	if durable {
+		err = s.db.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&seq)
+		return seq, err
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&seq); err != nil {
+		return 0, err
+	}
+	return seq, tx.Commit()
 }
 
 // StartAttempt marks an unfinished job running, counts one more attempt
@@ -269,7 +334,7 @@ func (s *Store) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEven
 	now := s.now()
 	return s.transition(ctx, "start job", id, active,
 		`status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)`, []any{now},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"})
+		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}, true)
 }
 
 // Progress records a running job's progress and appends a "progress" (or
@@ -280,7 +345,7 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 		ev.Kind = tokenlysis.EventProgress
 	}
 	return s.transition(ctx, "report progress", id, running,
-		`percent = ?, message = ?`, []any{ev.Percent, ev.Message}, ev)
+		`percent = ?, message = ?`, []any{ev.Percent, ev.Message}, ev, false)
 }
 
 // Retrying records that a running attempt failed and asynq will try again.
@@ -289,7 +354,7 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 func (s *Store) Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
 	return s.transition(ctx, "mark job retrying", id, running,
 		`status = 'retrying', error = ?`, []any{errMsg},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg})
+		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg}, true)
 }
 
 // Succeed ends a running job successfully with its result summary.
@@ -298,7 +363,7 @@ func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) 
 	now := s.now()
 	return s.transition(ctx, "finish job", id, running,
 		`status = 'succeeded', percent = 100, error = '', result = ?, finished_at = ?`, []any{nullJSON(result), now},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result})
+		tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result}, true)
 }
 
 // Fail ends a running job as failed after its last attempt.
@@ -318,7 +383,7 @@ func (s *Store) fail(ctx context.Context, id, errMsg string, from []tokenlysis.J
 	now := s.now()
 	return s.transition(ctx, "fail job", id, from,
 		`status = 'failed', error = ?, finished_at = ?`, []any{errMsg, now},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg})
+		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg}, true)
 }
 
 // Cancel ends an unfinished job as canceled.
@@ -327,7 +392,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, err
 	now := s.now()
 	return s.transition(ctx, "cancel job", id, active,
 		`status = 'canceled', finished_at = ?`, []any{now},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventCanceled, Message: "canceled"})
+		tokenlysis.JobEvent{Kind: tokenlysis.EventCanceled, Message: "canceled"}, true)
 }
 
 // Requeue puts a failed or canceled job back in the queued state for a new
@@ -336,7 +401,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, err
 func (s *Store) Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
 	return s.transition(ctx, "requeue job", id, []tokenlysis.JobStatus{tokenlysis.JobFailed, tokenlysis.JobCanceled},
 		`status = 'queued', percent = 0, message = '', error = '', result = NULL, attempts = 0, started_at = NULL, finished_at = NULL`, nil,
-		tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"})
+		tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"}, true)
 }
 
 // PurgeFinished deletes jobs (and, by cascade, their events) that ended
