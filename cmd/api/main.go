@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("unknown command %q (usage: api [token --role ROLE --subject NAME [--ttl 1h]])", args[0])
 	}
 	log := cfg.NewLogger(stderr)
+	if cfg.MemoryLimit > 0 {
+		// A soft limit: the GC works harder near it instead of letting
+		// garbage from thousands of streams grow the heap.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 
 	db, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {

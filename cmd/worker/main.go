@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -55,6 +56,11 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	log := cfg.NewLogger(stderr)
+	if cfg.MemoryLimit > 0 {
+		// A soft limit: the GC works harder near it instead of letting
+		// garbage from thousands of streams grow the heap.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 
 	db, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {

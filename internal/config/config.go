@@ -50,6 +50,7 @@ type Config struct {
 	LogLevel        string        // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
 	LogFormat       string        // TOKENLYSIS_LOG_FORMAT: text | json
 	WorkerMetrics   string        // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
+	MemoryLimit     int64         // TOKENLYSIS_MEMORY_LIMIT: Go soft memory limit in bytes (0 = none)
 
 	CoinGeckoPlan   string // TOKENLYSIS_COINGECKO_PLAN: public | demo | pro
 	CoinGeckoKey    string // TOKENLYSIS_COINGECKO_API_KEY
@@ -155,6 +156,10 @@ func Load(getenv func(string) string) (Config, error) {
 		c.WorkerMetrics = ""
 	}
 
+	if c.MemoryLimit, err = sizeVar(get, "TOKENLYSIS_MEMORY_LIMIT", 256<<20); err != nil {
+		return c, err
+	}
+
 	c.CoinGeckoPlan = get("TOKENLYSIS_COINGECKO_PLAN", "public")
 	switch c.CoinGeckoPlan {
 	case "public", "demo", "pro":
@@ -203,6 +208,29 @@ func intVar(get func(string, string) string, name string, def, lo, hi int) (int,
 		return 0, fmt.Errorf("%s: must be a whole number from %d to %d, got %q", name, lo, hi, s)
 	}
 	return n, nil
+}
+
+// sizeVar reads a size: bytes, or a number with KiB, MiB or GiB; "0" or
+// "off" means no limit.
+func sizeVar(get func(string, string) string, name string, def int64) (int64, error) {
+	s := get(name, "")
+	if s == "" {
+		return def, nil
+	}
+	if s == "off" {
+		return 0, nil
+	}
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: must be a size such as 256MiB, 1GiB or a number of bytes, or off", name)
+	}
+	return n * mult, nil
 }
 
 func durationVar(get func(string, string) string, name string, def time.Duration) (time.Duration, error) {

@@ -39,9 +39,13 @@ func TestLoadOverrides(t *testing.T) {
 		"TOKENLYSIS_DATABASE_URL":       "postgres://u:p@db/x",
 		"TOKENLYSIS_WORKER_CONCURRENCY": "7",
 		"TOKENLYSIS_RETRY_BASE_DELAY":   "150ms",
+		"TOKENLYSIS_MEMORY_LIMIT":       "1GiB",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.MemoryLimit != 1<<30 {
+		t.Fatalf("MemoryLimit = %d, want 1 GiB", c.MemoryLimit)
 	}
 	if c.AuthMode != AuthOIDC || c.OIDCIssuer != "https://id.example.com/realms/x" || c.Concurrency != 7 || c.RetryBaseDelay != 150*time.Millisecond {
 		t.Fatalf("unexpected: %+v", c)
@@ -64,6 +68,7 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"TOKENLYSIS_RETRY_BASE_DELAY": "soon"}, "TOKENLYSIS_RETRY_BASE_DELAY"},
 		{map[string]string{"TOKENLYSIS_LOG_LEVEL": "loud"}, "TOKENLYSIS_LOG_LEVEL"},
 		{map[string]string{"TOKENLYSIS_COINGECKO_PLAN": "gold"}, "TOKENLYSIS_COINGECKO_PLAN"},
+		{map[string]string{"TOKENLYSIS_MEMORY_LIMIT": "lots"}, "TOKENLYSIS_MEMORY_LIMIT"},
 		{map[string]string{"TOKENLYSIS_COINGECKO_PLAN": "pro"}, "TOKENLYSIS_COINGECKO_API_KEY"},
 		{map[string]string{"TOKENLYSIS_MARKET_TOP_N": "0"}, "TOKENLYSIS_MARKET_TOP_N"},
 		{map[string]string{"TOKENLYSIS_MARKET_FALLBACK": "seed"}, "TOKENLYSIS_MARKET_FALLBACK"},
