@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -70,6 +71,12 @@ type latestPage struct {
 }
 
 func (s *Server) latestScores(c *gin.Context) {
+	now := time.Now()
+	key := c.Request.URL.RawQuery
+	if body, ok := s.scores.get(key, now); ok {
+		c.Data(http.StatusOK, "application/json; charset=utf-8", body)
+		return
+	}
 	limit, err := queryInt(c, "limit", sqlstore.DefaultScoreLimit, 1, sqlstore.MaxScoreLimit)
 	if err != nil {
 		s.writeError(c, err)
@@ -93,7 +100,13 @@ func (s *Server) latestScores(c *gin.Context) {
 	for i, l := range page.Items {
 		out.Items[i] = latestDTO(l)
 	}
-	c.JSON(http.StatusOK, out)
+	body, err := json.Marshal(out)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.scores.put(key, body, now)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 }
 
 func containsString(xs []string, x string) bool {

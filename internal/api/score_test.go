@@ -231,3 +231,40 @@ func TestScoreSocket(t *testing.T) {
 		t.Fatalf("unsubscribe answered %+v", m)
 	}
 }
+
+// TestScoreListCacheEmptiedByRecalculation: GET /api/scores answers from
+// its cache until a recalculation is announced on the bus.
+func TestScoreListCacheEmptiedByRecalculation(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tb.srv.Run(ctx)
+	seedScores(t, tb)
+	tok := tb.token(t, "c", "user")
+	before := string(tb.do(t, "GET", "/api/scores?limit=5", tok, "").body)
+
+	// New data and a new run, not yet announced: the cached answer stays.
+	if _, err := marketimport.SeedDemo(ctx, tb.store, demo.Config{Assets: 30, Days: 120, Seed: 99}); err != nil {
+		t.Fatal(err)
+	}
+	eng, _ := recalc.New(tb.store, recalc.Config{})
+	run, err := eng.Run(ctx, recalc.Scope{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(tb.do(t, "GET", "/api/scores?limit=5", tok, "").body); got != before {
+		t.Fatal("the answer changed before any announcement: not cached")
+	}
+	payload, _ := json.Marshal(map[string]string{"run_id": run.RunID})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tb.bus.Publish(ctx, tokenlysis.TopicScores, payload)
+		if got := string(tb.do(t, "GET", "/api/scores?limit=5", tok, "").body); got != before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cached answer outlived the recalculation's announcement")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -39,6 +39,7 @@ type Config struct {
 	Heartbeat      time.Duration        // SSE heartbeat; default 15s
 	ReadyTimeout   time.Duration        // per /readyz check; default 2s
 	RequestTimeout time.Duration        // non-streaming requests; default 15s
+	ScoreCacheTTL  time.Duration        // GET /api/scores answers; default 30s (emptied on every recalculation)
 	DevIssuer      *auth.DevIssuer      // set in dev mode: serves discovery and JWKS
 	QueuesUI       http.Handler         // asynqmon, mounted at /admin/queues
 	Checks         []Checker
@@ -56,6 +57,7 @@ type Server struct {
 	cfg      Config
 	engine   *gin.Engine
 	metrics  *metrics
+	scores   *scoreCache
 }
 
 // New builds the Server and its router.
@@ -64,11 +66,13 @@ func New(jobs *job.Service, store *sqlstore.Store, bus *events.Bus, verifier Ver
 	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 15*time.Second)
 	cfg.ReadyTimeout = cmp.Or(cfg.ReadyTimeout, 2*time.Second)
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 15*time.Second)
+	cfg.ScoreCacheTTL = cmp.Or(cfg.ScoreCacheTTL, 30*time.Second)
 	s := &Server{
 		jobs: jobs, store: store, bus: bus, verifier: verifier, authz: az,
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), reporter: cfg.Reporter, cfg: cfg,
 	}
 	s.metrics = newMetrics(cfg.Registry, bus)
+	s.scores = &scoreCache{ttl: cfg.ScoreCacheTTL, max: 1000}
 	gin.SetMode(gin.ReleaseMode)
 	s.engine = gin.New()
 	s.engine.ContextWithFallback = true
