@@ -31,7 +31,7 @@ import (
 type rssResult struct {
 	Engine        database.Dialect
 	Streams       int
-	Subscriptions int   // open subscriptions as the API counts them (its metric)
+	Subscriptions int   // subscriptions the streams opened, as the API counts them (its metric, less its own)
 	BeforeKB      int64 // VmRSS with the jobs submitted, before any stream
 	AfterKB       int64 // VmRSS with every stream open
 	PeakKB        int64 // VmHWM at the end
@@ -153,7 +153,9 @@ func measureRSS(ctx context.Context, cfg config, stdout io.Writer) (_ rssResult,
 	if r.Metrics, err = readMetrics(ctx, client, proc.url, "Bearer "+adminToken); err != nil {
 		return r, err
 	}
-	r.Subscriptions = r.Metrics.Subscriptions
+	// The API keeps subscriptions of its own (the score cache listens for
+	// recalculations): count only what the streams added.
+	r.Subscriptions = r.Metrics.Subscriptions - r.MetricsBefore.Subscriptions
 	stopStreams()
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
