@@ -32,12 +32,12 @@ func TestRunServesAndMintsTokens(t *testing.T) {
 	env := map[string]string{
 		"TOKENLYSIS_DATA_DIR":     t.TempDir(),
 		"TOKENLYSIS_DATABASE_URL": dbURL,
-		"TOKENLYSIS_REDIS_URL":    redistest.URL(t, 11),
+		"TOKENLYSIS_REDIS_URL":    redistest.URL(t, 5),
 		"TOKENLYSIS_REDIS_PREFIX": redistest.Prefix(),
 		"TOKENLYSIS_HTTP_ADDR":    "127.0.0.1:0",
 	}
 	getenv := func(k string) string { return env[k] }
-	redistest.Client(t, 11, "apimain") // fails clearly when Redis is missing
+	redistest.Client(t, 5, "apimain") // fails clearly when Redis is missing
 
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
