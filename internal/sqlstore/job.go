@@ -106,6 +106,8 @@ func insertJobArgs(j tokenlysis.Job) []any {
 }
 
 func (s *Store) createJobSQLite(ctx context.Context, j tokenlysis.Job) error {
+	s.sqliteWrites.Lock()
+	defer s.sqliteWrites.Unlock()
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -276,6 +278,8 @@ func (s *Store) transition(ctx context.Context, op, id string, from []tokenlysis
 // transitionSQLite updates the row and inserts the event in one
 // transaction (SQLite has no data-modifying CTEs).
 func (s *Store) transitionSQLite(ctx context.Context, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent) (int64, error) {
+	s.sqliteWrites.Lock()
+	defer s.sqliteWrites.Unlock()
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return 0, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -15,6 +16,10 @@ import (
 type Store struct {
 	db  *database.DB
 	now func() time.Time
+	// sqliteWrites serialises this process's job writes on SQLite, which
+	// has one writer: waiting on a mutex costs nothing, while contending
+	// writers would sleep in SQLite's busy handler.
+	sqliteWrites sync.Mutex
 }
 
 // New returns a Store over db, whose schema the migrations have built.
