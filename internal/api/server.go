@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -205,7 +206,7 @@ const principalKey = "tokenlysis.principal"
 func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !equalFold(h[:len(prefix)], prefix) {
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		s.writeError(c, tokenlysis.Errorf(tokenlysis.EUNAUTHORIZED, "A bearer token is required."))
 		return
 	}
@@ -216,19 +217,6 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set(principalKey, p)
 	c.Next()
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) authorize(p authz.Permission) gin.HandlerFunc {
