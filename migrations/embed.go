@@ -280,3 +280,18 @@ func tableExists(ctx context.Context, db *database.DB) (bool, error) {
 	}
 	return n > 0, nil
 }
+
+// OpenCurrent opens the database at rawURL and checks that its schema is
+// current: what the API and the worker do at start-up.
+// Errors: those of database.Open and Check (the database is closed then).
+func OpenCurrent(ctx context.Context, rawURL string) (*database.DB, error) {
+	db, err := database.Open(ctx, rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", database.MaskURL(rawURL), err)
+	}
+	if err := Check(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database schema: %w", err)
+	}
+	return db, nil
+}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -57,29 +56,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("unknown command %q (usage: api [token --role ROLE --subject NAME [--ttl 1h]])", args[0])
 	}
 	log := cfg.NewLogger(stderr)
-	if cfg.MemoryLimit > 0 {
-		// A soft limit: the GC works harder near it instead of letting
-		// garbage from thousands of streams grow the heap.
-		debug.SetMemoryLimit(cfg.MemoryLimit)
-	}
+	cfg.ApplyRuntime()
 
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	db, err := migrations.OpenCurrent(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", database.MaskURL(cfg.DatabaseURL), err)
+		return err
 	}
 	defer db.Close()
-	if err := migrations.Check(ctx, db); err != nil {
-		return fmt.Errorf("database schema: %w (run: migrate up)", err)
-	}
 	store := sqlstore.New(db)
 
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	rOpts, redisOpt, err := cfg.Redis()
 	if err != nil {
-		return fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
-	}
-	rOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+		return err
 	}
 	rdb := redis.NewClient(rOpts)
 	defer rdb.Close()

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -56,29 +55,18 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	log := cfg.NewLogger(stderr)
-	if cfg.MemoryLimit > 0 {
-		// A soft limit: the GC works harder near it instead of letting
-		// garbage from thousands of streams grow the heap.
-		debug.SetMemoryLimit(cfg.MemoryLimit)
-	}
+	cfg.ApplyRuntime()
 
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	db, err := migrations.OpenCurrent(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", database.MaskURL(cfg.DatabaseURL), err)
+		return err
 	}
 	defer db.Close()
-	if err := migrations.Check(ctx, db); err != nil {
-		return fmt.Errorf("database schema: %w (run: migrate up)", err)
-	}
 	store := sqlstore.New(db)
 
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	rOpts, redisOpt, err := cfg.Redis()
 	if err != nil {
-		return fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
-	}
-	rOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+		return err
 	}
 	rdb := redis.NewClient(rOpts)
 	defer rdb.Close()

@@ -11,9 +11,13 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // Environments.
@@ -255,6 +259,29 @@ func (c Config) NewLogger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// ApplyRuntime applies the process-wide settings: the Go soft memory
+// limit, under which the GC works harder instead of letting garbage (from
+// thousands of streams, say) grow the heap.
+func (c Config) ApplyRuntime() {
+	if c.MemoryLimit > 0 {
+		debug.SetMemoryLimit(c.MemoryLimit)
+	}
+}
+
+// Redis returns the options of TOKENLYSIS_REDIS_URL for go-redis and for
+// asynq's server and inspector UI.
+func (c Config) Redis() (*redis.Options, asynq.RedisConnOpt, error) {
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+	}
+	connOpt, err := asynq.ParseRedisURI(c.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+	}
+	return opt, connOpt, nil
 }
 
 // DevKeyPath is where dev mode keeps its token signing key.
