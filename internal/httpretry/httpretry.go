@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -115,7 +116,12 @@ func (c *Client) GetJSON(ctx context.Context, url string, header http.Header, v 
 			if errors.As(err, &final) {
 				return err // a body too large or a bad URL: retrying cannot help
 			}
-			if attempt >= attempts {
+			// A name that does not resolve (NXDOMAIN) rarely comes back
+			// within a backoff: one retry, not the whole series, so that an
+			// offline machine falls back (e.g. to the demo data) at once.
+			var dnsErr *net.DNSError
+			notFound := errors.As(err, &dnsErr) && dnsErr.IsNotFound
+			if attempt >= attempts || (notFound && attempt >= 2) {
 				return fmt.Errorf("%w: %w", tokenlysis.Errorf(tokenlysis.EUNAVAILABLE,
 					"%s unreachable after %s", c.cfg.Service, plural(attempt, "attempt")), err)
 			}

@@ -3,6 +3,7 @@ package httpretry
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -373,5 +374,38 @@ func TestGetJSONBodyTooLarge(t *testing.T) {
 	}
 	if n := b.hits.Load(); n != 1 {
 		t.Errorf("server hits = %d, want 1 (a body too large is not retried)", n)
+	}
+}
+
+// TestGetJSONUnresolvableHostFailsFast: a name that does not resolve is
+// retried once, not through the whole series, while other network errors
+// use every retry.
+func TestGetJSONUnresolvableHostFailsFast(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int64
+	}{
+		{"nxdomain", &net.DNSError{Err: "no such host", Name: "api.example", IsNotFound: true}, 2},
+		{"refused", errors.New("connect: connection refused"), 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dials atomic.Int64
+			client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return nil, &net.OpError{Op: "dial", Net: network, Err: tc.err}
+			}}}
+			c, err := New(Config{Service: "Test", HTTPClient: client, MaxRetries: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.GetJSON(context.Background(), "http://api.example/x", nil, new(any))
+			if tokenlysis.ErrorCode(err) != tokenlysis.EUNAVAILABLE {
+				t.Fatalf("err = %v, want unavailable", err)
+			}
+			if n := dials.Load(); n != tc.want {
+				t.Fatalf("%d attempts, want %d", n, tc.want)
+			}
+		})
 	}
 }
