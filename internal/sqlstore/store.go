@@ -20,6 +20,7 @@ type Store struct {
 	// has one writer: waiting on a mutex costs nothing, while contending
 	// writers would sleep in SQLite's busy handler.
 	sqliteWrites sync.Mutex
+	stmts        sync.Map // query → *sqlx.Stmt (SQLite job writes)
 }
 
 // New returns a Store over db, whose schema the migrations have built.
