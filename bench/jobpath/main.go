@@ -28,7 +28,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -208,17 +207,12 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		if err := bed.FlushRedis(ctx); err != nil {
 			return result{}, err
 		}
-		var prof *os.File
-		if cfg.cpuprofile != "" {
-			if prof, err = startProfile(fmt.Sprintf("%s.%s", cfg.cpuprofile, d)); err != nil {
-				return result{}, err
-			}
+		stopProfile, err := cpuacct.Profile(cfg.cpuprofile, string(d))
+		if err != nil {
+			return result{}, err
 		}
 		f, err := measure(ctx, cfg, bed, full.server, full.submit)
-		if prof != nil {
-			pprof.StopCPUProfile()
-			prof.Close()
-		}
+		stopProfile()
 		if err != nil {
 			return result{}, fmt.Errorf("full round %d: %w", round+1, err)
 		}
@@ -240,18 +234,6 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 			r.Succeeded, r.Events, r.Published, want, 4*want, 3*want)
 	}
 	return r, nil
-}
-
-func startProfile(path string) (*os.File, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // median returns the round with the median rate (the lower middle one of

@@ -27,15 +27,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
-	"slices"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tokenlysis/tokenlysis/bench/internal/cpuacct"
 	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
+	"github.com/tokenlysis/tokenlysis/bench/internal/loadgen"
 	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
 	"github.com/tokenlysis/tokenlysis/internal/authz"
 	"github.com/tokenlysis/tokenlysis/internal/database"
@@ -196,33 +194,33 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect, stdout i
 	}
 	tr := &http.Transport{MaxIdleConns: cfg.conns, MaxIdleConnsPerHost: cfg.conns, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
-	l := &loader{client: &http.Client{Transport: tr, Timeout: 10 * time.Second},
-		url: api.URL + "/api/scores?" + cfg.query, auth: "Bearer " + token}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url, auth := api.URL+"/api/scores?"+cfg.query, "Bearer "+token
+	get := func(ctx context.Context, at time.Time) loadgen.Sample {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return loadgen.Sample{Err: err}
+		}
+		req.Header.Set("Authorization", auth)
+		return loadgen.Send(client, req, at, http.StatusOK)
+	}
 	// The first request makes the API discover its own issuer: do it alone,
 	// and check that it serves scores at all.
-	if r.Items, r.Bytes, err = l.check(ctx); err != nil {
+	if r.Items, r.Bytes, err = check(ctx, client, url, auth); err != nil {
 		return result{}, err
 	}
 	fmt.Fprintf(stdout, "%s: an answer holds %d items in %d bytes\n", d, r.Items, r.Bytes)
 	if cfg.warmup > 0 {
-		l.load(ctx, cfg.conns, cfg.warmup, cfg.rate)
+		loadgen.Run(ctx, cfg.conns, cfg.warmup, cfg.rate, get)
 	}
-	var prof *os.File
-	if cfg.cpuprofile != "" {
-		if prof, err = os.Create(fmt.Sprintf("%s.%s", cfg.cpuprofile, d)); err != nil {
-			return result{}, err
-		}
-		defer prof.Close()
-		if err := pprof.StartCPUProfile(prof); err != nil {
-			return result{}, err
-		}
+	stopProfile, err := cpuacct.Profile(cfg.cpuprofile, string(d))
+	if err != nil {
+		return result{}, err
 	}
 	meter := cpuacct.Start(cpuacct.Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase})
-	samples, elapsed := l.load(ctx, cfg.conns, cfg.duration, cfg.rate)
+	samples, elapsed := loadgen.Run(ctx, cfg.conns, cfg.duration, cfg.rate, get)
 	cpu := meter.Stop()
-	if prof != nil {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if ctx.Err() != nil {
 		return result{}, ctx.Err()
 	}
@@ -235,14 +233,14 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect, stdout i
 	lag := make([]time.Duration, 0, len(samples))
 	service := make([]time.Duration, 0, len(samples))
 	for _, s := range samples {
-		took, lag, service = append(took, s.took), append(lag, s.lag), append(service, s.took-s.lag)
-		if s.err == nil && s.status == http.StatusOK {
+		took, lag, service = append(took, s.Took), append(lag, s.Lag), append(service, s.Took-s.Lag)
+		if s.Err == nil && s.Status == http.StatusOK {
 			r.OK++
 			continue
 		}
 		r.Errors++
 		if r.FirstErr == "" {
-			r.FirstErr = fmt.Sprintf("status %d %v %s", s.status, s.err, s.body)
+			r.FirstErr = fmt.Sprintf("status %d %v %s", s.Status, s.Err, s.Body)
 		}
 	}
 	r.Latency, r.Lag, r.Service = latency.Summarize(took), latency.Summarize(lag), latency.Summarize(service)
@@ -278,29 +276,14 @@ func prepare(ctx context.Context, bed *testbed.Bed, cfg config, r *result) error
 	return nil
 }
 
-// loader gets the scores page.
-type loader struct {
-	client *http.Client
-	url    string
-	auth   string
-}
-
-// sample is one request.
-type sample struct {
-	took   time.Duration // scheduled send → body read
-	lag    time.Duration // scheduled send → sent
-	status int
-	err    error
-	body   string // of a failed request, truncated
-}
-
 // check gets the page once and returns its number of items and its size.
-func (l *loader) check(ctx context.Context) (items, size int, err error) {
-	req, err := l.request(ctx)
+func check(ctx context.Context, client *http.Client, url, auth string) (items, size int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	resp, err := l.client.Do(req)
+	req.Header.Set("Authorization", auth)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, 0, fmt.Errorf("first request: %w", err)
 	}
@@ -322,77 +305,6 @@ func (l *loader) check(ctx context.Context) (items, size int, err error) {
 		return 0, len(b), errors.New("first request: no scores in the answer")
 	}
 	return len(page.Items), len(b), nil
-}
-
-func (l *loader) request(ctx context.Context) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", l.auth)
-	return req, nil
-}
-
-// get sends one request scheduled at at and reads the whole answer.
-func (l *loader) get(ctx context.Context, at time.Time) sample {
-	req, err := l.request(ctx)
-	if err != nil {
-		return sample{err: err}
-	}
-	s := sample{lag: time.Since(at)}
-	resp, err := l.client.Do(req)
-	if err != nil {
-		s.took, s.err = time.Since(at), err
-		return s
-	}
-	if resp.StatusCode == http.StatusOK {
-		_, s.err = io.Copy(io.Discard, resp.Body)
-	} else {
-		b, _ := io.ReadAll(resp.Body)
-		s.body = string(b[:min(len(b), 300)])
-	}
-	resp.Body.Close()
-	s.took, s.status = time.Since(at), resp.StatusCode
-	return s
-}
-
-// load offers rate requests per second for d, spread over conns sending
-// goroutines, and returns every request and the time from the start to
-// the last answer. The schedule does not wait for answers (an open loop):
-// a request whose goroutines are all busy waits, and that wait counts in
-// its latency, which runs from its scheduled time.
-func (l *loader) load(ctx context.Context, conns int, d time.Duration, rate float64) ([]sample, time.Duration) {
-	start := time.Now()
-	n := int(rate * d.Seconds())
-	slots := make(chan time.Time, n)
-	go func() {
-		defer close(slots)
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		for i := range n {
-			at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-			if wait := time.Until(at); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return
-				case <-timer.C:
-				}
-			}
-			slots <- at
-		}
-	}()
-	perConn := make([][]sample, conns)
-	var wg sync.WaitGroup
-	for c := range conns {
-		wg.Go(func() {
-			for at := range slots {
-				perConn[c] = append(perConn[c], l.get(ctx, at))
-			}
-		})
-	}
-	wg.Wait()
-	return slices.Concat(perConn...), time.Since(start)
 }
 
 func printTable(w io.Writer, cfg config, rs []result) {

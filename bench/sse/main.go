@@ -34,7 +34,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +41,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tokenlysis/tokenlysis/bench/internal/cpuacct"
 	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
 	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
 	"github.com/tokenlysis/tokenlysis/internal/auth"
@@ -271,16 +271,11 @@ func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ late
 		}
 	}
 
-	var prof *os.File
-	if cfg.cpuprofile != "" {
-		if prof, err = os.Create(fmt.Sprintf("%s.%s", cfg.cpuprofile, d)); err != nil {
-			return latencyResult{}, err
-		}
-		defer prof.Close()
-		if err := pprof.StartCPUProfile(prof); err != nil {
-			return latencyResult{}, err
-		}
+	stopProfile, err := cpuacct.Profile(cfg.cpuprofile, string(d))
+	if err != nil {
+		return latencyResult{}, err
 	}
+	defer stopProfile()
 	storeTimes := make([][]time.Duration, len(ids))
 	errc := make(chan error, len(ids))
 	var reporters sync.WaitGroup
@@ -315,9 +310,7 @@ func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ late
 		}
 	}
 	wg.Wait() // every stream ends at the succeeded event
-	if prof != nil {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 
 	r := latencyResult{Engine: d, Streams: len(streams), Sent: cfg.jobs * cfg.reports, Load: testbed.Load()}
 	var lat, del []time.Duration

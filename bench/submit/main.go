@@ -25,15 +25,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
-	"slices"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tokenlysis/tokenlysis/bench/internal/cpuacct"
 	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
+	"github.com/tokenlysis/tokenlysis/bench/internal/loadgen"
 	"github.com/tokenlysis/tokenlysis/bench/internal/testbed"
 	"github.com/tokenlysis/tokenlysis/internal/authz"
 	"github.com/tokenlysis/tokenlysis/internal/database"
@@ -162,30 +160,31 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 
 	tr := &http.Transport{MaxIdleConns: 2 * cfg.clients, MaxIdleConnsPerHost: 2 * cfg.clients, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
-	l := &loader{client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, url: api.URL + "/api/jobs", auth: "Bearer " + token}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	post := func(ctx context.Context, at time.Time) loadgen.Sample {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, api.URL+"/api/jobs", bytes.NewReader(body))
+		if err != nil {
+			return loadgen.Sample{Err: err}
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		return loadgen.Send(client, req, at, http.StatusAccepted)
+	}
 	// The first request makes the API discover its own issuer: do it alone.
-	if s := l.post(ctx); s.err != nil || s.status != http.StatusAccepted {
-		return result{}, fmt.Errorf("first submission: status %d, %v", s.status, s.err)
+	if s := post(ctx, time.Now()); s.Err != nil || s.Status != http.StatusAccepted {
+		return result{}, fmt.Errorf("first submission: status %d, %v %s", s.Status, s.Err, s.Body)
 	}
 	if cfg.warmup > 0 {
-		l.load(ctx, cfg.clients, cfg.warmup, cfg.rate)
+		loadgen.Run(ctx, cfg.clients, cfg.warmup, cfg.rate, post)
 	}
-	var prof *os.File
-	if cfg.cpuprofile != "" {
-		if prof, err = os.Create(fmt.Sprintf("%s.%s", cfg.cpuprofile, d)); err != nil {
-			return result{}, err
-		}
-		defer prof.Close()
-		if err := pprof.StartCPUProfile(prof); err != nil {
-			return result{}, err
-		}
+	stopProfile, err := cpuacct.Profile(cfg.cpuprofile, string(d))
+	if err != nil {
+		return result{}, err
 	}
 	meter := cpuacct.Start(cpuacct.Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase})
-	samples, elapsed := l.load(ctx, cfg.clients, cfg.duration, cfg.rate)
+	samples, elapsed := loadgen.Run(ctx, cfg.clients, cfg.duration, cfg.rate, post)
 	cpu := meter.Stop()
-	if prof != nil {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if ctx.Err() != nil {
 		return result{}, ctx.Err()
 	}
@@ -196,112 +195,20 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	}
 	ds := make([]time.Duration, 0, len(samples))
 	for _, s := range samples {
-		ds = append(ds, s.took)
-		if s.err == nil && s.status == http.StatusAccepted {
+		ds = append(ds, s.Took)
+		if s.Err == nil && s.Status == http.StatusAccepted {
 			r.Accepted++
 			continue
 		}
 		r.Errors++
 		if r.FirstErr == "" {
-			r.FirstErr = fmt.Sprintf("status %d %v %s", s.status, s.err, s.body)
+			r.FirstErr = fmt.Sprintf("status %d %v %s", s.Status, s.Err, s.Body)
 		}
 	}
 	r.Latency = latency.Summarize(ds)
 	r.PerSec = float64(r.Accepted) / elapsed.Seconds()
 	r.Pass = r.PerSec >= targetRate && r.Latency.P99 < targetP99 && r.Errors == 0
 	return r, nil
-}
-
-// loader posts submissions.
-type loader struct {
-	client *http.Client
-	url    string
-	auth   string
-}
-
-// sample is one request.
-type sample struct {
-	took   time.Duration
-	status int
-	err    error
-	body   string // of a failed request, truncated
-}
-
-func (l *loader) post(ctx context.Context) sample {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(body))
-	if err != nil {
-		return sample{err: err}
-	}
-	req.Header.Set("Authorization", l.auth)
-	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return sample{took: time.Since(start), err: err}
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	s := sample{took: time.Since(start), status: resp.StatusCode, err: err}
-	if resp.StatusCode != http.StatusAccepted {
-		s.body = string(b[:min(len(b), 300)])
-	}
-	return s
-}
-
-// load runs clients goroutines posting for d and returns every request
-// and the time taken until the last one ended. With rate 0 each client
-// posts back to back (a closed loop: the 50 concurrent clients).
-// With a rate, requests are scheduled at that many per second (an open
-// loop) and each one's latency counts from its scheduled time, so that
-// time spent waiting for a free client is not hidden.
-func (l *loader) load(ctx context.Context, clients int, d time.Duration, rate float64) ([]sample, time.Duration) {
-	if rate > 0 {
-		return l.loadAt(ctx, clients, d, rate)
-	}
-	start := time.Now()
-	deadline := start.Add(d)
-	perClient := make([][]sample, clients)
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Go(func() {
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				perClient[c] = append(perClient[c], l.post(ctx))
-			}
-		})
-	}
-	wg.Wait()
-	return slices.Concat(perClient...), time.Since(start)
-}
-
-func (l *loader) loadAt(ctx context.Context, clients int, d time.Duration, rate float64) ([]sample, time.Duration) {
-	start := time.Now()
-	n := int(rate * d.Seconds())
-	slots := make(chan time.Time, n)
-	go func() {
-		defer close(slots)
-		for i := range n {
-			at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Until(at)):
-			}
-			slots <- at
-		}
-	}()
-	perClient := make([][]sample, clients)
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Go(func() {
-			for at := range slots {
-				s := l.post(ctx)
-				s.took = time.Since(at)
-				perClient[c] = append(perClient[c], s)
-			}
-		})
-	}
-	wg.Wait()
-	return slices.Concat(perClient...), time.Since(start)
 }
 
 func printTable(w io.Writer, rs []result) {

@@ -13,6 +13,7 @@ package cpuacct
 import (
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,4 +177,28 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Profile starts a CPU profile written to base.name (name: the engine, say)
+// and returns the function that stops it and closes the file (once: later
+// calls do nothing). An empty base profiles nothing.
+func Profile(base, name string) (stop func(), err error) {
+	if base == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(base + "." + name)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }

@@ -2,6 +2,8 @@ package cpuacct
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -58,4 +60,24 @@ func TestMeter(t *testing.T) {
 		t.Errorf("redis CPU %s after 50,000 SETs", got[Redis])
 	}
 	t.Logf("%v", got)
+}
+
+func TestProfileWritesAFile(t *testing.T) {
+	base := t.TempDir() + "/cpu.prof"
+	stop, err := Profile(base, "sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1e6; i++ {
+		_ = strconv.Itoa(i)
+	}
+	stop()
+	if fi, err := os.Stat(base + ".sqlite"); err != nil || fi.Size() == 0 {
+		t.Fatalf("profile file: %v, %v", fi, err)
+	}
+	noop, err := Profile("", "sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop()
 }
