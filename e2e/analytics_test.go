@@ -76,7 +76,6 @@ func TestAnalyticsOnTheEmbeddedDefault(t *testing.T) {
 	if count(evs, tokenlysis.EventProgress) < 2 || evs[len(evs)-1].Kind != tokenlysis.EventSucceeded {
 		t.Fatalf("recalculation events = %s, want progress per chunk then succeeded", kinds(evs))
 	}
-	// A second identical recalculation while none runs is accepted.
 	var top struct {
 		Items []struct {
 			Coin   string   `json:"coin"`

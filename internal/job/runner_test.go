@@ -25,6 +25,7 @@ import (
 const redisDB = 4
 
 type testBundle struct {
+	inspector  *asynq.Inspector
 	svc        *job.Service
 	store      *sqlstore.Store
 	user       auth.Principal
@@ -72,7 +73,7 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 	t.Cleanup(srv.Shutdown)
 	// Grace < 0: every unfinished job is checked, however fresh.
 	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second})
-	return testBundle{svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
+	return testBundle{inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
 }
 
 func (tb testBundle) submit(t *testing.T, typ string) tokenlysis.Job {
@@ -117,6 +118,24 @@ func (tb testBundle) kinds(t *testing.T, id string) string {
 }
 
 func terminal(j tokenlysis.Job) bool { return j.Status.Terminal() }
+
+// waitTaskGone polls until the job's asynq task has left Redis: once it
+// has, nothing can run the job again, and its record is final. (A retry
+// would keep the task, in asynq's retry set.)
+func (tb testBundle) waitTaskGone(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := tb.inspector.GetTaskInfo("default", id)
+		if errors.Is(err, asynq.ErrTaskNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s still in asynq (err %v)", id, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 func TestRunner(t *testing.T) {
 	for _, d := range databasetest.Dialects() {
@@ -206,8 +225,7 @@ func TestRunner(t *testing.T) {
 				if j.Status != tokenlysis.JobCanceled {
 					t.Fatalf("job = %+v", j)
 				}
-				// Give a wrongly scheduled retry the time to show up.
-				time.Sleep(300 * time.Millisecond)
+				tb.waitTaskGone(t, j.ID)
 				if got := tb.kinds(t, j.ID); got != "queued,started,progress,canceled" {
 					t.Fatalf("events = %s", got)
 				}
@@ -239,7 +257,7 @@ func TestRunner(t *testing.T) {
 			t.Run("a job canceled before it starts never runs", func(t *testing.T) {
 				j := tb.submit(t, "t:ok")
 				tb.svc.Cancel(context.Background(), tb.user, j.ID)
-				time.Sleep(200 * time.Millisecond)
+				tb.waitTaskGone(t, j.ID)
 				if got := tb.kinds(t, j.ID); got != "queued,canceled" {
 					t.Fatalf("events = %s", got)
 				}
