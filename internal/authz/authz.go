@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
@@ -73,7 +75,21 @@ type Config struct {
 // Enforcer answers authorization questions. It is safe for concurrent use.
 type Enforcer struct {
 	casbin *casbin.SyncedEnforcer
+
+	// decisions remembers Casbin's answer per role and permission: the
+	// policy never changes after New, and the API asks on every request.
+	// Role names come from verified tokens; the cache stops growing at
+	// maxDecisions entries all the same.
+	decisions sync.Map // decisionKey → bool
+	cached    atomic.Int64
 }
+
+type decisionKey struct {
+	role string
+	perm Permission
+}
+
+const maxDecisions = 4096
 
 // New returns an Enforcer over the embedded model and either the embedded
 // policy or the file cfg.PolicyPath. A policy that cannot be read, has a
@@ -106,13 +122,30 @@ func (e *Enforcer) Allowed(roles []string, p Permission) bool {
 		if role == "" {
 			continue
 		}
-		// Enforce fails only on a broken model, which the embedded one is
-		// not; a failure denies.
-		if ok, err := e.casbin.Enforce(role, p.Object, p.Action); err == nil && ok {
+		if e.allowed(role, p) {
 			return true
 		}
 	}
 	return false
+}
+
+func (e *Enforcer) allowed(role string, p Permission) bool {
+	key := decisionKey{role, p}
+	if ok, hit := e.decisions.Load(key); hit {
+		return ok.(bool)
+	}
+	// Enforce fails only on a broken model, which the embedded one is not;
+	// a failure denies (and is not remembered).
+	ok, err := e.casbin.Enforce(role, p.Object, p.Action)
+	if err != nil {
+		return false
+	}
+	if e.cached.Load() < maxDecisions {
+		if _, loaded := e.decisions.LoadOrStore(key, ok); !loaded {
+			e.cached.Add(1)
+		}
+	}
+	return ok
 }
 
 // policySource is a read-only Casbin adapter over policy text. Unlike
