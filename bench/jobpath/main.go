@@ -111,6 +111,9 @@ type result struct {
 	Published int64 // notifications published on the bus by the full path
 	Ops       []opSummary
 	Load      string
+	// Job writes and the commits that wrote them (group commit), on the
+	// API side and on the worker side, over every round.
+	APIWrites, WorkerWrites sqlstore.JobWriteStats
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error) {
@@ -131,6 +134,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		fmt.Fprintf(stdout, "%s: bare %.0f/s (%s), full %.0f/s (%s); load %s\n",
 			d, r.Bare.PerSec, r.Bare.Total.Round(time.Millisecond), r.Full.PerSec, r.Full.Total.Round(time.Millisecond), r.Load)
 		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
+		fmt.Fprintf(stdout, "  job writes: API %d in %d commits, worker %d in %d commits\n",
+			r.APIWrites.Writes, r.APIWrites.Commits, r.WorkerWrites.Writes, r.WorkerWrites.Commits)
 		for _, o := range r.Ops {
 			fmt.Fprintf(stdout, "  %-22s %s\n", o.Name, o.Latency)
 		}
@@ -225,6 +230,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	r.Ratio = r.Full.PerSec / r.Bare.PerSec
 	r.Pass = r.Ratio >= r.Target
 	r.Published = full.published.Load()
+	r.APIWrites, r.WorkerWrites = full.apiStore.JobWriteStats(), full.workerStore.JobWriteStats()
 	r.Ops = ops.summaries()
 	if r.Succeeded, r.Events, err = full.counts(ctx); err != nil {
 		return r, err
@@ -397,6 +403,8 @@ type fullPath struct {
 	runner      *job.Runner
 	apiDB       *database.DB
 	workerDB    *database.DB
+	apiStore    *sqlstore.Store
+	workerStore *sqlstore.Store
 	closers     []func() error
 	published   atomic.Int64
 	principal   auth.Principal
@@ -432,7 +440,8 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *op
 	queue := &timedQueue{client: asynq.NewClientFromRedisClient(apiRedis), ops: ops, op: opEnqueue}
 	inspector := asynq.NewInspectorFromRedisClient(apiRedis)
 	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published, ops: ops}
-	f.svc = job.NewService(&timedStore{Store: sqlstore.New(f.apiDB), ops: ops}, queue, inspector, apiBus, az, registry, job.ServiceConfig{})
+	f.apiStore = sqlstore.New(f.apiDB)
+	f.svc = job.NewService(&timedStore{Store: f.apiStore, ops: ops}, queue, inspector, apiBus, az, registry, job.ServiceConfig{})
 
 	// Worker side.
 	if f.workerDB, err = bed.OpenDB(ctx); err != nil {
@@ -445,7 +454,8 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *op
 	}
 	f.closers = append(f.closers, workerRedis.Close)
 	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published, ops: ops}
-	f.runner = job.NewRunner(&timedStore{Store: sqlstore.New(f.workerDB), ops: ops}, workerBus, job.RunnerConfig{Observer: newAttemptMetrics()})
+	f.workerStore = sqlstore.New(f.workerDB)
+	f.runner = job.NewRunner(&timedStore{Store: f.workerStore, ops: ops}, workerBus, job.RunnerConfig{Observer: newAttemptMetrics()})
 	return f, nil
 }
 

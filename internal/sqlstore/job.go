@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
@@ -83,57 +82,15 @@ func (s *Store) CreateJob(ctx context.Context, j tokenlysis.Job) (_ tokenlysis.J
 		j.Params = json.RawMessage("{}")
 	}
 
-	if s.db.Dialect == database.Postgres {
-		err = s.createJobPostgres(ctx, j)
-	} else {
-		err = s.createJobSQLite(ctx, j)
+	w := &jobWrite{create: &j}
+	s.write(ctx, w)
+	if w.err != nil {
+		return j, false, wrap("create job", w.err)
 	}
-	if database.IsUniqueViolation(err) {
+	if !w.applied {
 		return s.existingFor(ctx, j)
-	} else if err != nil {
-		return j, false, wrap("create job", err)
 	}
 	return j, true, nil
-}
-
-const insertJob = `INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
-		result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, 0, '', 0, ?, NULL, '', ?, ?, ?, 1, ?, ?)`
-
-func insertJobArgs(j tokenlysis.Job) []any {
-	return []any{j.ID, j.Type, j.Queue, string(j.Params), j.Status, j.MaxRetry,
-		j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt}
-}
-
-func (s *Store) createJobSQLite(ctx context.Context, j tokenlysis.Job) error {
-	s.sqliteWrites.Lock()
-	defer s.sqliteWrites.Unlock()
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	ins, err := s.prepared(ctx, tx, s.rebind(insertJob))
-	if err != nil {
-		return err
-	}
-	if _, err := ins.ExecContext(ctx, insertJobArgs(j)...); err != nil {
-		return err
-	}
-	ev := tokenlysis.JobEvent{JobID: j.ID, Seq: 1, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: j.CreatedAt}
-	if err := s.insertEvent(ctx, tx, ev); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// createJobPostgres writes the job and its first event in one statement.
-func (s *Store) createJobPostgres(ctx context.Context, j tokenlysis.Job) error {
-	q := `WITH j AS (` + insertJob + ` RETURNING id, created_at)
-		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
-		SELECT id, 1, 'queued', 0, 'queued', NULL, created_at FROM j`
-	_, err := s.db.ExecContext(ctx, s.rebind(q), insertJobArgs(j)...)
-	return err
 }
 
 // existingFor finds the job that made the insert of j violate a uniqueness
@@ -240,126 +197,35 @@ func (s *Store) Events(ctx context.Context, jobID string, after int64, limit int
 	return events, wrap("list events", rows.Err())
 }
 
-// insertEvent appends ev inside tx (the SQLite paths; PostgreSQL inserts
-// events in the same statement as the job's update).
-func (s *Store) insertEvent(ctx context.Context, tx *sqlx.Tx, ev tokenlysis.JobEvent) error {
-	const q = `INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	st, err := s.prepared(ctx, tx, s.rebind(q))
-	if err != nil {
-		return err
-	}
-	_, err = st.ExecContext(ctx, ev.JobID, ev.Seq, string(ev.Kind), ev.Percent, ev.Message, nullJSON(ev.Data), ev.CreatedAt)
-	return err
-}
-
-// prepared returns q prepared once per connection and bound to tx. The
-// job writes repeat a handful of fixed statements, and on SQLite parsing
-// them each time was a sixth of the job path's CPU. (pgx caches prepared
-// statements by itself.)
-func (s *Store) prepared(ctx context.Context, tx *sqlx.Tx, q string) (*sqlx.Stmt, error) {
-	v, ok := s.stmts.Load(q)
-	if !ok {
-		st, err := s.db.PreparexContext(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		if v, ok = s.stmts.LoadOrStore(q, st); ok {
-			st.Close()
-		}
-	}
-	return tx.StmtxContext(ctx, v.(*sqlx.Stmt)), nil
-}
-
 var (
 	active  = []tokenlysis.JobStatus{tokenlysis.JobQueued, tokenlysis.JobRunning, tokenlysis.JobRetrying}
 	running = []tokenlysis.JobStatus{tokenlysis.JobRunning}
 )
 
-// transition moves job id to a new state when its status is one of from,
-// and appends ev with the next sequence number, atomically. set is a fixed
-// SQL fragment (never user input) with its bind arguments. A non-durable
-// transition (progress) does not wait for PostgreSQL to flush its WAL: a
-// database crash may lose the latest progress events, together with their
-// sequence numbers, never a state change.
-// Errors: ENOTFOUND; ECONFLICT when the job's status is not one of from.
-func (s *Store) transition(ctx context.Context, op, id string, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent, durable bool) (tokenlysis.JobEvent, error) {
-	ev.JobID, ev.CreatedAt = id, s.now()
-	var err error
-	if s.db.Dialect == database.Postgres {
-		ev.Seq, err = s.transitionPostgres(ctx, from, set, setArgs, ev, durable)
-	} else {
-		ev.Seq, err = s.transitionSQLite(ctx, from, set, setArgs, ev)
+// transition applies a change of kind k to job id with the kind's own
+// values, and appends ev with the next sequence number, atomically. A
+// non-durable change (progress) does not wait for PostgreSQL to flush its
+// WAL: a database crash may lose the latest progress events, together with
+// their sequence numbers, never a state change.
+// Errors: ENOTFOUND; ECONFLICT when the job's status is not one k starts from.
+func (s *Store) transition(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool) (tokenlysis.JobEvent, error) {
+	w := &jobWrite{id: id, kind: k, args: args, ev: ev, durable: durable}
+	s.write(ctx, w)
+	ev.JobID, ev.Seq, ev.CreatedAt = id, w.seq, w.at
+	if w.err != nil {
+		return ev, wrap(k.op, w.err)
 	}
+	if w.applied {
+		return ev, nil
+	}
+	var status string
+	err := s.db.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), id)
 	if errors.Is(err, sql.ErrNoRows) {
-		var status string
-		err := s.db.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ev, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
-		} else if err != nil {
-			return ev, wrap(op, err)
-		}
-		return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job is " + status + "."}
+		return ev, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
+	} else if err != nil {
+		return ev, wrap(k.op, err)
 	}
-	return ev, wrap(op, err)
-}
-
-// transitionSQLite updates the row and inserts the event in one
-// transaction (SQLite has no data-modifying CTEs).
-func (s *Store) transitionSQLite(ctx context.Context, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent) (int64, error) {
-	s.sqliteWrites.Lock()
-	defer s.sqliteWrites.Unlock()
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	q, args, err := sqlx.In(`UPDATE jobs SET last_seq = last_seq + 1, updated_at = ?, `+set+` WHERE id = ? AND status IN (?) RETURNING last_seq`,
-		append(append([]any{ev.CreatedAt}, setArgs...), ev.JobID, from)...)
-	if err != nil {
-		return 0, err
-	}
-	upd, err := s.prepared(ctx, tx, s.rebind(q))
-	if err != nil {
-		return 0, err
-	}
-	if err := upd.QueryRowxContext(ctx, args...).Scan(&ev.Seq); err != nil {
-		return 0, err
-	}
-	if err := s.insertEvent(ctx, tx, ev); err != nil {
-		return 0, err
-	}
-	return ev.Seq, tx.Commit()
-}
-
-// transitionPostgres does the update and the insert in one statement: one
-// round trip, and atomic without an explicit transaction.
-func (s *Store) transitionPostgres(ctx context.Context, from []tokenlysis.JobStatus, set string, setArgs []any, ev tokenlysis.JobEvent, durable bool) (int64, error) {
-	q, args, err := sqlx.In(`WITH u AS (
-			UPDATE jobs SET last_seq = last_seq + 1, updated_at = ?, `+set+` WHERE id = ? AND status IN (?) RETURNING id, last_seq)
-		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
-		SELECT id, last_seq, ?::text, ?::integer, ?::text, ?::jsonb, ?::timestamptz FROM u RETURNING seq`,
-		append(append([]any{ev.CreatedAt}, setArgs...), ev.JobID, from,
-			string(ev.Kind), ev.Percent, ev.Message, nullJSON(ev.Data), ev.CreatedAt)...)
-	if err != nil {
-		return 0, err
-	}
-	var seq int64
-	if durable {
-		err = s.db.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&seq)
-		return seq, err
-	}
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return 0, err
-	}
-	if err := tx.QueryRowxContext(ctx, s.rebind(q), args...).Scan(&seq); err != nil {
-		return 0, err
-	}
-	return seq, tx.Commit()
+	return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job is " + status + "."}
 }
 
 // StartAttempt marks an unfinished job running, counts one more attempt
@@ -367,9 +233,7 @@ func (s *Store) transitionPostgres(ctx context.Context, from []tokenlysis.JobSta
 // asynq's retry counter, which restarts when a lost task is re-enqueued.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended (e.g. canceled).
 func (s *Store) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	now := s.now()
-	return s.transition(ctx, "start job", id, active,
-		`status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)`, []any{now},
+	return s.transition(ctx, kindStart, id, nil,
 		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}, true)
 }
 
@@ -380,54 +244,43 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 	if ev.Kind == "" {
 		ev.Kind = tokenlysis.EventProgress
 	}
-	return s.transition(ctx, "report progress", id, running,
-		`percent = ?, message = ?`, []any{ev.Percent, ev.Message}, ev, false)
+	return s.transition(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false)
 }
 
 // Retrying records that a running attempt failed and asynq will try again.
 // Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled, or
 // canceled and queued again: the attempt no longer owns the job).
 func (s *Store) Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, "mark job retrying", id, running,
-		`status = 'retrying', error = ?`, []any{errMsg},
+	return s.transition(ctx, kindRetrying, id, []any{errMsg},
 		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg}, true)
 }
 
 // Succeed ends a running job successfully with its result summary.
 // Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled first).
 func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
-	now := s.now()
-	return s.transition(ctx, "finish job", id, running,
-		`status = 'succeeded', percent = 100, error = '', result = ?, finished_at = ?`, []any{nullJSON(result), now},
+	return s.transition(ctx, kindSucceed, id, []any{result},
 		tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result}, true)
 }
 
 // Fail ends a running job as failed after its last attempt.
 // Errors: ENOTFOUND; ECONFLICT when the job is not running.
 func (s *Store) Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
-	return s.fail(ctx, id, errMsg, running)
+	return s.transition(ctx, kindFail, id, []any{errMsg},
+		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg}, true)
 }
 
 // FailQueued ends a queued job as failed: the API uses it when the task of
 // a job put back in the queue cannot be enqueued.
 // Errors: ENOTFOUND; ECONFLICT when the job is not queued.
 func (s *Store) FailQueued(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
-	return s.fail(ctx, id, errMsg, []tokenlysis.JobStatus{tokenlysis.JobQueued})
-}
-
-func (s *Store) fail(ctx context.Context, id, errMsg string, from []tokenlysis.JobStatus) (tokenlysis.JobEvent, error) {
-	now := s.now()
-	return s.transition(ctx, "fail job", id, from,
-		`status = 'failed', error = ?, finished_at = ?`, []any{errMsg, now},
+	return s.transition(ctx, kindFailQueued, id, []any{errMsg},
 		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg}, true)
 }
 
 // Cancel ends an unfinished job as canceled.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended.
 func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	now := s.now()
-	return s.transition(ctx, "cancel job", id, active,
-		`status = 'canceled', finished_at = ?`, []any{now},
+	return s.transition(ctx, kindCancel, id, nil,
 		tokenlysis.JobEvent{Kind: tokenlysis.EventCanceled, Message: "canceled"}, true)
 }
 
@@ -435,8 +288,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, err
 // run, keeping its event log (the stream goes on from the next number).
 // Errors: ENOTFOUND; ECONFLICT when the job is not failed or canceled.
 func (s *Store) Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, "requeue job", id, []tokenlysis.JobStatus{tokenlysis.JobFailed, tokenlysis.JobCanceled},
-		`status = 'queued', percent = 0, message = '', error = '', result = NULL, attempts = 0, started_at = NULL, finished_at = NULL`, nil,
+	return s.transition(ctx, kindRequeue, id, nil,
 		tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"}, true)
 }
 

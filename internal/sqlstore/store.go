@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -14,20 +13,21 @@ import (
 
 // Store is the SQL store. It is safe for concurrent use.
 type Store struct {
-	db  *database.DB
-	now func() time.Time
-	// sqliteWrites serialises this process's job writes on SQLite, which
-	// has one writer: waiting on a mutex costs nothing, while contending
-	// writers would sleep in SQLite's busy handler.
-	sqliteWrites sync.Mutex
-	stmts        sync.Map // query → *sqlx.Stmt (SQLite job writes)
+	db      *database.DB
+	now     func() time.Time
+	journal journal // the job writes, committed in groups
 }
 
 // New returns a Store over db, whose schema the migrations have built.
 func New(db *database.DB) *Store {
 	// Microseconds: PostgreSQL keeps no more, so what a method returns is
 	// what a later read returns.
-	return &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s := &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s.journal.limit = 1
+	if db.Dialect == database.Postgres {
+		s.journal.limit = pgGroupsInFlight
+	}
+	return s
 }
 
 // Ping checks that the database answers. It returns EUNAVAILABLE when not.

@@ -202,6 +202,134 @@ func TestJobs(t *testing.T) {
 			}
 		})
 
+		t.Run("concurrent job writes commit in groups and fail alone", func(t *testing.T) {
+			// 48 jobs go through their whole life at the same time, and one
+			// of them is canceled before its progress: the writes of all of
+			// them share transactions (fewer commits than writes), and the
+			// canceled one's conflict touches no other job.
+			const n = 48
+			jobs := make([]tokenlysis.Job, n)
+			before := s.JobWriteStats()
+			start := make(chan struct{})
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					j, created, err := s.CreateJob(ctx, newJob(fmt.Sprintf("group-%d", i)))
+					if err != nil || !created {
+						errs[i] = fmt.Errorf("create: %v", err)
+						return
+					}
+					jobs[i] = j
+					if _, err := s.StartAttempt(ctx, j.ID); err != nil {
+						errs[i] = fmt.Errorf("start: %v", err)
+						return
+					}
+					if i == 7 {
+						if _, err := s.Cancel(ctx, j.ID); err != nil {
+							errs[i] = fmt.Errorf("cancel: %v", err)
+							return
+						}
+					}
+					if _, err := s.Progress(ctx, j.ID, tokenlysis.JobEvent{Percent: 50, Message: "half"}); err != nil {
+						errs[i] = err
+						return
+					}
+					if _, err := s.Succeed(ctx, j.ID, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+						errs[i] = fmt.Errorf("succeed: %v", err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if i == 7 {
+					if code(err) != tokenlysis.ECONFLICT {
+						t.Fatalf("progress of the canceled job: %v, want conflict", err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("job %d: %v", i, err)
+				}
+			}
+			for i, j := range jobs {
+				got, err := s.FindJob(ctx, j.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs, _ := s.Events(ctx, j.ID, 0, 100)
+				want := []tokenlysis.EventKind{"queued", "started", "progress", "succeeded"}
+				wantStatus := tokenlysis.JobSucceeded
+				if i == 7 {
+					want, wantStatus = []tokenlysis.EventKind{"queued", "started", "canceled"}, tokenlysis.JobCanceled
+				}
+				if got.Status != wantStatus || got.LastSeq != int64(len(want)) || len(evs) != len(want) {
+					t.Fatalf("job %d: status %s last_seq %d, %d events; want %s, %d", i, got.Status, got.LastSeq, len(evs), wantStatus, len(want))
+				}
+				for k, ev := range evs {
+					if ev.Seq != int64(k+1) || ev.Kind != want[k] {
+						t.Fatalf("job %d event %d = %+v, want seq %d kind %s", i, k, ev, k+1, want[k])
+					}
+				}
+				if i != 7 && (string(got.Result) != fmt.Sprintf(`{"i": %d}`, i) && string(got.Result) != fmt.Sprintf(`{"i":%d}`, i)) {
+					t.Fatalf("job %d result = %s", i, got.Result)
+				}
+			}
+			after := s.JobWriteStats()
+			writes, commits := after.Writes-before.Writes, after.Commits-before.Commits
+			if writes != 4*n {
+				t.Fatalf("%d writes counted, want %d", writes, 4*n)
+			}
+			if commits >= writes {
+				t.Fatalf("%d writes took %d commits: no grouping", writes, commits)
+			}
+			t.Logf("%d job writes in %d commits", writes, commits)
+		})
+
+		t.Run("a write the database refuses fails alone", func(t *testing.T) {
+			// PostgreSQL refuses a result that is not JSON; in a group, that
+			// must fail only its own write. (SQLite stores it as text.)
+			const n = 24
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = mustCreate(t, s, newJob("refused")).ID
+				if _, err := s.StartAttempt(ctx, ids[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			errs := make([]error, n)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i, id := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					result := json.RawMessage(`{"ok":true}`)
+					if i == 5 {
+						result = json.RawMessage(`{"truncated":`)
+					}
+					_, errs[i] = s.Succeed(ctx, id, result)
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				bad := i == 5 && db.Dialect == database.Postgres
+				if bad != (err != nil) {
+					t.Fatalf("Succeed %d: %v (refusal expected: %v)", i, err, bad)
+				}
+				got, _ := s.FindJob(ctx, ids[i])
+				if want := map[bool]tokenlysis.JobStatus{false: tokenlysis.JobSucceeded, true: tokenlysis.JobRunning}[bad]; got.Status != want {
+					t.Fatalf("job %d is %s, want %s", i, got.Status, want)
+				}
+			}
+		})
+
 		t.Run("list filters and paginates newest first", func(t *testing.T) {
 			owner := "lister-" + uuid.NewString()[:8]
 			var ids []string

@@ -1,0 +1,582 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// The job writes (a new job, each change of a job's state, each progress
+// event) go through a journal that commits them in groups: the writes that
+// arrive while a group is being committed make up the next group, written
+// in one transaction with one multi-row statement per kind of write. Under
+// load a worker running dozens of jobs at once pays for a few commits
+// instead of one per write; with a single writer nothing waits, as the
+// group is that one write. There is no background goroutine: the first
+// waiting writer commits the next group (group commit as databases do it
+// for their own log). SQLite has one writer, so one group at a time;
+// PostgreSQL commits a few groups at once, whose WAL flushes it merges
+// (with one group at a time, the writes would queue behind each flush).
+
+// maxGroup caps the writes committed together.
+const maxGroup = 256
+
+// pgGroupsInFlight is how many groups a Store commits at once on
+// PostgreSQL.
+const pgGroupsInFlight = 4
+
+// groupTimeout bounds a group's transaction: the group is shared, so no
+// single caller's context may cancel it.
+const groupTimeout = 30 * time.Second
+
+// transitionKind is one kind of change of a job's state: which states it
+// starts from, and what it sets. In set, {now} is the group's time and {a1},
+// {a2} are the change's own values, whose PostgreSQL types are args.
+type transitionKind struct {
+	op   string
+	from []tokenlysis.JobStatus
+	set  string
+	args []string
+}
+
+var (
+	kindStart = &transitionKind{op: "start job", from: active,
+		set: `status = 'running', attempts = jobs.attempts + 1, started_at = COALESCE(jobs.started_at, {now})`}
+	kindProgress = &transitionKind{op: "report progress", from: running,
+		set: `percent = {a1}, message = {a2}`, args: []string{"integer", "text"}}
+	kindRetrying = &transitionKind{op: "mark job retrying", from: running,
+		set: `status = 'retrying', error = {a1}`, args: []string{"text"}}
+	kindSucceed = &transitionKind{op: "finish job", from: running,
+		set: `status = 'succeeded', percent = 100, error = '', result = {a1}, finished_at = {now}`, args: []string{"jsonb"}}
+	kindFail = &transitionKind{op: "fail job", from: running,
+		set: `status = 'failed', error = {a1}, finished_at = {now}`, args: []string{"text"}}
+	kindFailQueued = &transitionKind{op: "fail job", from: []tokenlysis.JobStatus{tokenlysis.JobQueued},
+		set: kindFail.set, args: kindFail.args}
+	kindCancel = &transitionKind{op: "cancel job", from: active,
+		set: `status = 'canceled', finished_at = {now}`}
+	kindRequeue = &transitionKind{op: "requeue job", from: []tokenlysis.JobStatus{tokenlysis.JobFailed, tokenlysis.JobCanceled},
+		set: `status = 'queued', percent = 0, message = '', error = '', result = NULL, attempts = 0, started_at = NULL, finished_at = NULL`}
+)
+
+// statusList is the SQL list of statuses (constants, never user input).
+func (k *transitionKind) statusList() string {
+	q := make([]string, len(k.from))
+	for i, st := range k.from {
+		q[i] = "'" + string(st) + "'"
+	}
+	return strings.Join(q, ", ")
+}
+
+// jobWrite is one write waiting for its group.
+type jobWrite struct {
+	create *tokenlysis.Job // a new job with its "queued" event; else a transition:
+
+	id      string
+	kind    *transitionKind
+	args    []any // the kind's own values
+	ev      tokenlysis.JobEvent
+	durable bool // false: a PostgreSQL crash may lose it (progress)
+
+	// The outcome. applied is false when the write changed nothing: a
+	// unique key already taken (create), a job missing or in another state
+	// (transition).
+	applied bool
+	seq     int64
+	at      time.Time
+	err     error
+
+	wake  chan bool   // true: lead group; false: done
+	group []*jobWrite // the group to commit, when handed the lead
+}
+
+func (w *jobWrite) jobID() string {
+	if w.create != nil {
+		return w.create.ID
+	}
+	return w.id
+}
+
+// JobWriteStats counts job writes and the commits that wrote them.
+type JobWriteStats struct {
+	Writes  int64
+	Commits int64
+}
+
+// journal groups the job writes of one Store.
+type journal struct {
+	mu       sync.Mutex
+	pending  []*jobWrite
+	inFlight int // groups being committed
+	limit    int // at most this many at once
+
+	writes, commits atomic.Int64
+}
+
+// JobWriteStats returns how many job writes this Store made and in how
+// many commits.
+func (s *Store) JobWriteStats() JobWriteStats {
+	return JobWriteStats{Writes: s.journal.writes.Load(), Commits: s.journal.commits.Load()}
+}
+
+// write commits w with whatever other writes are waiting, and returns when
+// w's outcome is known.
+func (s *Store) write(ctx context.Context, w *jobWrite) {
+	j := &s.journal
+	w.wake = make(chan bool, 1)
+	j.writes.Add(1)
+	j.mu.Lock()
+	j.pending = append(j.pending, w)
+	if j.inFlight >= j.limit {
+		j.mu.Unlock()
+		if lead := <-w.wake; !lead {
+			return
+		}
+		// Handed the lead with its group, in which w comes first.
+	} else {
+		j.inFlight++
+		w.group = j.take()
+		j.mu.Unlock()
+	}
+
+	group := w.group
+	w.group = nil
+	s.commitGroup(ctx, group)
+	for _, o := range group {
+		if o != w {
+			o.wake <- false
+		}
+	}
+
+	j.mu.Lock()
+	if len(j.pending) > 0 {
+		next := j.pending[0]
+		next.group = j.take()
+		j.mu.Unlock()
+		next.wake <- true
+		return
+	}
+	j.inFlight--
+	j.mu.Unlock()
+}
+
+// take removes the next group from pending. j.mu must be held.
+func (j *journal) take() []*jobWrite {
+	n := min(len(j.pending), maxGroup)
+	group := j.pending[:n:n]
+	j.pending = append([]*jobWrite(nil), j.pending[n:]...)
+	return group
+}
+
+// commitGroup writes group in one transaction and sets each write's
+// outcome. When the transaction fails for another reason than an
+// unreachable database, each write is tried alone, so that one bad write
+// fails alone.
+func (s *Store) commitGroup(ctx context.Context, group []*jobWrite) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
+	defer cancel()
+	err := s.commitWrites(ctx, group)
+	if err != nil && len(group) > 1 && !database.IsUnavailable(err) {
+		for _, w := range group {
+			w.err = s.commitWrites(ctx, []*jobWrite{w})
+		}
+		return
+	}
+	for _, w := range group {
+		w.err = err
+	}
+}
+
+// commitWrites writes ws in one transaction, wave after wave: a wave never
+// holds two writes of the same job, so that its statements (one per kind)
+// may run in any order, and a later write of a job sees the earlier one.
+func (s *Store) commitWrites(ctx context.Context, ws []*jobWrite) error {
+	s.journal.commits.Add(1)
+	for _, w := range ws {
+		w.applied, w.seq = false, 0
+	}
+	now := s.now()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	durable := false
+	for _, w := range ws {
+		durable = durable || w.create != nil || w.durable
+	}
+	if s.db.Dialect == database.Postgres && !durable {
+		// Progress alone: do not wait for the WAL flush. A crash may lose
+		// the latest progress events with their numbers, never a state.
+		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+	}
+	for wave := range waves(ws) {
+		if err := s.writeWave(ctx, tx, now, wave); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	for _, w := range ws {
+		w.at = now
+	}
+	return nil
+}
+
+// waves splits ws, in order, at each write of a job already in the wave.
+func waves(ws []*jobWrite) func(yield func([]*jobWrite) bool) {
+	return func(yield func([]*jobWrite) bool) {
+		seen := make(map[string]bool, len(ws))
+		start := 0
+		for i, w := range ws {
+			if seen[w.jobID()] {
+				if !yield(ws[start:i]) {
+					return
+				}
+				start = i
+				clear(seen)
+			}
+			seen[w.jobID()] = true
+		}
+		if start < len(ws) {
+			yield(ws[start:])
+		}
+	}
+}
+
+// writeWave writes the new jobs of the wave, then each kind of transition.
+func (s *Store) writeWave(ctx context.Context, tx *sql.Tx, now time.Time, wave []*jobWrite) error {
+	var creates []*jobWrite
+	byKind := map[*transitionKind][]*jobWrite{}
+	var kinds []*transitionKind
+	for _, w := range wave {
+		if w.create != nil {
+			creates = append(creates, w)
+			continue
+		}
+		if _, ok := byKind[w.kind]; !ok {
+			kinds = append(kinds, w.kind)
+		}
+		byKind[w.kind] = append(byKind[w.kind], w)
+	}
+	pg := s.db.Dialect == database.Postgres
+	var applied []*jobWrite // SQLite: the events still to insert
+	if len(creates) > 0 {
+		var err error
+		if pg {
+			err = createJobsPostgres(ctx, tx, creates)
+		} else {
+			err = createJobsSQLite(ctx, tx, creates)
+		}
+		if err != nil {
+			return err
+		}
+		applied = append(applied, creates...)
+	}
+	for _, k := range kinds {
+		ws := byKind[k]
+		var err error
+		if pg {
+			err = transitionPostgres(ctx, tx, now, k, ws)
+		} else {
+			err = transitionSQLite(ctx, tx, now, k, ws)
+		}
+		if err != nil {
+			return err
+		}
+		applied = append(applied, ws...)
+	}
+	if pg {
+		return nil
+	}
+	return insertEventsSQLite(ctx, tx, now, applied)
+}
+
+// byID indexes a wave's writes by job ID (unique within a wave).
+func byID(ws []*jobWrite) map[string]*jobWrite {
+	m := make(map[string]*jobWrite, len(ws))
+	for _, w := range ws {
+		m[w.jobID()] = w
+	}
+	return m
+}
+
+// markApplied reads the RETURNING rows (job ID, sequence number) of a
+// statement into the writes they belong to.
+func markApplied(rows *sql.Rows, ws []*jobWrite) error {
+	defer rows.Close()
+	m := byID(ws)
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return err
+		}
+		if w := m[id]; w != nil {
+			w.applied, w.seq = true, seq
+		}
+	}
+	return rows.Err()
+}
+
+// createJobsPostgres inserts the jobs and their "queued" events in one
+// statement. A job whose ID or keys are taken is skipped.
+func createJobsPostgres(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
+	const q = `WITH j AS (
+			INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
+				result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
+			SELECT id, type, queue, params::jsonb, 'queued', 0, '', 0, max_retry,
+				NULL, '', submitted_by, idem, dedupe, 1, created_at, created_at
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+				AS v(id, type, queue, params, max_retry, submitted_by, idem, dedupe, created_at)
+			ON CONFLICT DO NOTHING
+			RETURNING id, created_at)
+		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+		SELECT id, 1, 'queued', 0, 'queued', NULL, created_at FROM j
+		RETURNING job_id, seq`
+	n := len(ws)
+	ids, types, queues, params := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	maxRetry, by := make([]int32, n), make([]string, n)
+	idem, dedupe := make([]*string, n), make([]*string, n)
+	created := make([]time.Time, n)
+	for i, w := range ws {
+		j := w.create
+		ids[i], types[i], queues[i], params[i] = j.ID, j.Type, j.Queue, string(j.Params)
+		maxRetry[i], by[i], created[i] = int32(j.MaxRetry), j.SubmittedBy, j.CreatedAt
+		idem[i], dedupe[i] = optional(j.IdempotencyKey), optional(j.DedupeKey)
+	}
+	rows, err := tx.QueryContext(ctx, q, ids, types, queues, params, maxRetry, by, idem, dedupe, created)
+	if err != nil {
+		return err
+	}
+	return markApplied(rows, ws)
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// transitionPostgres applies one kind of transition to the wave's jobs and
+// appends their events, in one statement.
+func transitionPostgres(ctx context.Context, tx *sql.Tx, now time.Time, k *transitionKind, ws []*jobWrite) error {
+	// $1 now, $2.. the columns of v: id, the event, then the kind's values.
+	cols := []string{"id", "kind", "percent", "message", "data"}
+	types := []string{"text", "text", "integer", "text", "text"}
+	for i, t := range k.args {
+		cols, types = append(cols, "a"+strconv.Itoa(i+1)), append(types, t)
+	}
+	arrays := make([]string, len(cols))
+	for i, t := range types {
+		if t == "jsonb" {
+			t = "text" // cast per element below
+		}
+		arrays[i] = fmt.Sprintf("$%d::%s[]", i+2, t)
+	}
+	set := strings.ReplaceAll(k.set, "{now}", "$1")
+	for i, t := range k.args {
+		ref := "v.a" + strconv.Itoa(i+1)
+		if t == "jsonb" {
+			ref += "::jsonb"
+		}
+		set = strings.ReplaceAll(set, "{a"+strconv.Itoa(i+1)+"}", ref)
+	}
+	q := `WITH u AS (
+			UPDATE jobs SET last_seq = jobs.last_seq + 1, updated_at = $1, ` + set + `
+			FROM unnest(` + strings.Join(arrays, ", ") + `) AS v(` + strings.Join(cols, ", ") + `)
+			WHERE jobs.id = v.id AND jobs.status IN (` + k.statusList() + `)
+			RETURNING jobs.id, jobs.last_seq, v.kind, v.percent, v.message, v.data)
+		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+		SELECT id, last_seq, kind, percent, message, data::jsonb, $1 FROM u
+		RETURNING job_id, seq`
+
+	n := len(ws)
+	ids, kinds, messages := make([]string, n), make([]string, n), make([]string, n)
+	percents, data := make([]int32, n), make([]*string, n)
+	vals := make([][]any, len(k.args))
+	for i, w := range ws {
+		ids[i], kinds[i], percents[i], messages[i] = w.id, string(w.ev.Kind), int32(w.ev.Percent), w.ev.Message
+		data[i] = jsonText(w.ev.Data)
+		for a := range k.args {
+			vals[a] = append(vals[a], w.args[a])
+		}
+	}
+	args := []any{now, ids, kinds, percents, messages, data}
+	for a, t := range k.args {
+		args = append(args, pgArray(t, vals[a]))
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	return markApplied(rows, ws)
+}
+
+// pgArray turns a kind's values into a typed slice pgx encodes as an array.
+func pgArray(typ string, vals []any) any {
+	switch typ {
+	case "integer":
+		a := make([]int32, len(vals))
+		for i, v := range vals {
+			a[i] = int32(v.(int))
+		}
+		return a
+	case "jsonb":
+		a := make([]*string, len(vals))
+		for i, v := range vals {
+			a[i] = jsonText(v.(json.RawMessage))
+		}
+		return a
+	default:
+		a := make([]string, len(vals))
+		for i, v := range vals {
+			a[i] = v.(string)
+		}
+		return a
+	}
+}
+
+// jsonText is a JSON value as text, or nil for none.
+func jsonText(b json.RawMessage) *string {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// sqliteRows caps the rows of one SQLite statement, well under its limit
+// of 32,766 bound values.
+const sqliteRows = 256
+
+// createJobsSQLite inserts the jobs; their events follow with the wave's.
+func createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
+	for chunk := range chunks(ws, sqliteRows) {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
+			result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at) VALUES `)
+		args := make([]any, 0, 9*len(chunk))
+		for i, w := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(`(?, ?, ?, ?, 'queued', 0, '', 0, ?, NULL, '', ?, ?, ?, 1, ?, ?)`)
+			j := w.create
+			args = append(args, j.ID, j.Type, j.Queue, string(j.Params), j.MaxRetry,
+				j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt)
+		}
+		b.WriteString(` ON CONFLICT DO NOTHING RETURNING id, last_seq`)
+		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		if err != nil {
+			return err
+		}
+		if err := markApplied(rows, chunk); err != nil {
+			return err
+		}
+	}
+	for _, w := range ws {
+		if w.applied {
+			w.ev = tokenlysis.JobEvent{JobID: w.create.ID, Kind: tokenlysis.EventQueued, Message: "queued", CreatedAt: w.create.CreatedAt}
+		}
+	}
+	return nil
+}
+
+// transitionSQLite applies one kind of transition to the wave's jobs; the
+// events follow with the wave's.
+func transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time, k *transitionKind, ws []*jobWrite) error {
+	// ?1 is now; the values' columns are column1 (id), column2...
+	set := strings.ReplaceAll(k.set, "{now}", "?1")
+	for i := range k.args {
+		set = strings.ReplaceAll(set, "{a"+strconv.Itoa(i+1)+"}", "v.column"+strconv.Itoa(i+2))
+	}
+	row := "(" + strings.Repeat("?, ", len(k.args)) + "?)"
+	// The unary + keeps SQLite from driving the update by the status index
+	// (every queued job, each joined to the values): the plan must be the
+	// values, each finding its job by primary key.
+	for chunk := range chunks(ws, sqliteRows) {
+		var b strings.Builder
+		b.WriteString(`UPDATE jobs SET last_seq = jobs.last_seq + 1, updated_at = ?1, ` + set + ` FROM (VALUES `)
+		args := make([]any, 1, 1+len(chunk)*(1+len(k.args)))
+		args[0] = now
+		for i, w := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(row)
+			args = append(args, w.id)
+			for a, t := range k.args {
+				v := w.args[a]
+				if t == "jsonb" {
+					v = nullJSON(v.(json.RawMessage))
+				}
+				args = append(args, v)
+			}
+		}
+		b.WriteString(`) AS v WHERE jobs.id = v.column1 AND +jobs.status IN (` + k.statusList() + `) RETURNING id, last_seq`)
+		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		if err != nil {
+			return err
+		}
+		if err := markApplied(rows, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertEventsSQLite appends the events of the applied writes.
+func insertEventsSQLite(ctx context.Context, tx *sql.Tx, now time.Time, ws []*jobWrite) error {
+	var evs []*jobWrite
+	for _, w := range ws {
+		if w.applied {
+			evs = append(evs, w)
+		}
+	}
+	for chunk := range chunks(evs, sqliteRows) {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at) VALUES `)
+		args := make([]any, 0, 7*len(chunk))
+		for i, w := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(`(?, ?, ?, ?, ?, ?, ?)`)
+			at := now
+			if w.create != nil {
+				at = w.create.CreatedAt
+			}
+			args = append(args, w.jobID(), w.seq, string(w.ev.Kind), w.ev.Percent, w.ev.Message, nullJSON(w.ev.Data), at)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunks yields ws in slices of at most n.
+func chunks(ws []*jobWrite, n int) func(yield func([]*jobWrite) bool) {
+	return func(yield func([]*jobWrite) bool) {
+		for len(ws) > 0 {
+			k := min(n, len(ws))
+			if !yield(ws[:k]) {
+				return
+			}
+			ws = ws[k:]
+		}
+	}
+}
