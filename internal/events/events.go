@@ -14,11 +14,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tokenlysis/tokenlysis/internal/batch"
 )
 
 // Config configures a Bus. Zero fields take the documented defaults.
@@ -35,11 +38,20 @@ type Config struct {
 }
 
 // Bus publishes notifications and fans received ones out to subscribers.
+//
+// Publications made at the same time travel together: the ones that
+// arrive while a Redis message is being published go out as the next
+// message (a batch.Group), so a worker reporting on dozens of jobs at once
+// makes a few round trips instead of one each. A message is a sequence of
+// records, each "topic\n<payload length>\n<payload>".
 type Bus struct {
 	rdb     redis.UniversalClient
 	channel string
 	buffer  int
 	log     *slog.Logger
+	out     *batch.Group[*publication]
+
+	publications, messages atomic.Int64
 
 	mu   sync.Mutex
 	subs map[string]map[*Subscription]struct{}
@@ -47,23 +59,69 @@ type Bus struct {
 
 // NewBus returns a Bus on rdb. Call Run to receive.
 func NewBus(rdb redis.UniversalClient, cfg Config) *Bus {
-	return &Bus{
+	b := &Bus{
 		rdb:     rdb,
 		channel: cmp.Or(cfg.Channel, "tokenlysis:events"),
 		buffer:  cmp.Or(cfg.Buffer, 16),
 		log:     cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		subs:    map[string]map[*Subscription]struct{}{},
 	}
+	b.out = batch.New(b.send, batch.Config{})
+	return b
+}
+
+// publication is one Publish call waiting for its message.
+type publication struct {
+	topic   string
+	payload []byte
+	err     error
 }
 
 // Publish sends payload to every subscriber of topic in every process.
+// A topic must not contain a newline.
 func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
-	msg := make([]byte, 0, len(topic)+1+len(payload))
-	msg = append(append(append(msg, topic...), '\n'), payload...)
-	if err := b.rdb.Publish(ctx, b.channel, msg).Err(); err != nil {
-		return fmt.Errorf("publish %s: %w", topic, err)
+	if strings.ContainsRune(topic, '\n') {
+		return fmt.Errorf("publish: topic %q holds a newline", topic)
+	}
+	p := &publication{topic: topic, payload: payload}
+	b.publications.Add(1)
+	b.out.Do(ctx, p)
+	if p.err != nil {
+		return fmt.Errorf("publish %s: %w", topic, p.err)
 	}
 	return nil
+}
+
+// send publishes ps as one Redis message.
+func (b *Bus) send(ctx context.Context, ps []*publication) {
+	n := 0
+	for _, p := range ps {
+		n += len(p.topic) + len(p.payload) + 12
+	}
+	msg := make([]byte, 0, n)
+	for _, p := range ps {
+		msg = append(msg, p.topic...)
+		msg = append(msg, '\n')
+		msg = strconv.AppendInt(msg, int64(len(p.payload)), 10)
+		msg = append(msg, '\n')
+		msg = append(msg, p.payload...)
+	}
+	b.messages.Add(1)
+	err := b.rdb.Publish(ctx, b.channel, msg).Err()
+	for _, p := range ps {
+		p.err = err
+	}
+}
+
+// Stats counts what a Bus published.
+type Stats struct {
+	Publications int64 // Publish calls
+	Messages     int64 // Redis messages that carried them
+}
+
+// Stats returns what this Bus published so far.
+func (b *Bus) Stats() Stats {
+	return Stats{Publications: b.publications.Load(), Messages: b.messages.Load()}
 }
 
 // Subscription receives the payloads published on one topic.
@@ -130,19 +188,37 @@ func (b *Bus) Subscribers() int {
 	return n
 }
 
+// dispatch hands each record of msg to the subscribers of its topic. A
+// malformed record ends the message (and is logged): what it held is lost,
+// as a dropped notification would be.
 func (b *Bus) dispatch(msg string) {
-	i := strings.IndexByte(msg, '\n')
-	if i < 0 {
-		return
-	}
-	topic, payload := msg[:i], []byte(msg[i+1:])
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for s := range b.subs[topic] {
-		select {
-		case s.c <- payload:
-		default:
-			s.signalResync()
+	for msg != "" {
+		i := strings.IndexByte(msg, '\n')
+		j := strings.IndexByte(msg[i+1:], '\n') + i + 1
+		if i < 0 || j <= i {
+			b.log.Warn("events: malformed message", "channel", b.channel)
+			return
+		}
+		n, err := strconv.Atoi(msg[i+1 : j])
+		if err != nil || n < 0 || n > len(msg)-j-1 {
+			b.log.Warn("events: malformed message", "channel", b.channel)
+			return
+		}
+		topic, payload := msg[:i], msg[j+1:j+1+n]
+		msg = msg[j+1+n:]
+		set := b.subs[topic]
+		if len(set) == 0 {
+			continue
+		}
+		p := []byte(payload)
+		for s := range set {
+			select {
+			case s.c <- p:
+			default:
+				s.signalResync()
+			}
 		}
 	}
 }

@@ -2,7 +2,9 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,4 +169,49 @@ func TestReconnectSignalsResync(t *testing.T) {
 		}
 	}
 	t.Fatal("no resync signal after the pub/sub connection was killed")
+}
+
+func TestConcurrentPublicationsShareRedisMessages(t *testing.T) {
+	tb := setup(t, events.Config{Buffer: 1024})
+	const publishers, each = 16, 40
+	subs := make([]*events.Subscription, publishers)
+	for p := range subs {
+		subs[p] = tb.bus.Subscribe(fmt.Sprintf("topic-%d", p))
+		defer subs[p].Close()
+	}
+	before := tb.bus.Stats()
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				// Payloads may hold anything, newlines included.
+				payload := fmt.Sprintf("%d\n%d\nline", p, i)
+				if err := tb.bus.Publish(tb.ctx, fmt.Sprintf("topic-%d", p), []byte(payload)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for p, s := range subs {
+		for i := range each {
+			if got, want := recv(t, s), fmt.Sprintf("%d\n%d\nline", p, i); got != want {
+				t.Fatalf("topic-%d message %d = %q, want %q", p, i, got, want)
+			}
+		}
+		select {
+		case extra := <-s.C:
+			t.Fatalf("topic-%d got an extra message %q", p, extra)
+		default:
+		}
+	}
+	after := tb.bus.Stats()
+	pubs, msgs := after.Publications-before.Publications, after.Messages-before.Messages
+	if pubs != publishers*each || msgs >= pubs {
+		t.Fatalf("%d publications in %d Redis messages: not grouped", pubs, msgs)
+	}
+	t.Logf("%d publications in %d Redis messages", pubs, msgs)
 }

@@ -255,8 +255,22 @@ func TestRunner(t *testing.T) {
 				tb.svc.Cancel(context.Background(), tb.user, held.ID)
 			})
 			t.Run("a job canceled before it starts never runs", func(t *testing.T) {
+				// Every worker slot is held, so the job cannot start before
+				// the cancel.
+				var held []tokenlysis.Job
+				for range 4 {
+					held = append(held, tb.submit(t, "t:blocks2"))
+				}
+				for _, h := range held {
+					tb.waitFor(t, h.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+				}
 				j := tb.submit(t, "t:ok")
-				tb.svc.Cancel(context.Background(), tb.user, j.ID)
+				if _, err := tb.svc.Cancel(context.Background(), tb.user, j.ID); err != nil {
+					t.Fatalf("Cancel = %v", err)
+				}
+				for _, h := range held {
+					tb.svc.Cancel(context.Background(), tb.user, h.ID)
+				}
 				tb.waitTaskGone(t, j.ID)
 				if got := tb.kinds(t, j.ID); got != "queued,canceled" {
 					t.Fatalf("events = %s", got)

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tokenlysis/tokenlysis/internal/database"
@@ -16,19 +14,13 @@ import (
 )
 
 // The job writes (a new job, each change of a job's state, each progress
-// event) go through a journal that commits them in groups: the writes that
+// event) go through the Store's journal, a batch.Group: the writes that
 // arrive while a group is being committed make up the next group, written
 // in one transaction with one multi-row statement per kind of write. Under
 // load a worker running dozens of jobs at once pays for a few commits
-// instead of one per write; with a single writer nothing waits, as the
-// group is that one write. There is no background goroutine: the first
-// waiting writer commits the next group (group commit as databases do it
-// for their own log). SQLite has one writer, so one group at a time;
-// PostgreSQL commits a few groups at once, whose WAL flushes it merges
-// (with one group at a time, the writes would queue behind each flush).
-
-// maxGroup caps the writes committed together.
-const maxGroup = 256
+// instead of one per write; a lone write is committed at once, as a group
+// of one. SQLite has one writer, so one group at a time; PostgreSQL
+// commits a few groups at once, on separate connections.
 
 // pgGroupsInFlight is how many groups a Store commits at once on
 // PostgreSQL.
@@ -93,9 +85,6 @@ type jobWrite struct {
 	seq     int64
 	at      time.Time
 	err     error
-
-	wake  chan bool   // true: lead group; false: done
-	group []*jobWrite // the group to commit, when handed the lead
 }
 
 func (w *jobWrite) jobID() string {
@@ -111,69 +100,17 @@ type JobWriteStats struct {
 	Commits int64
 }
 
-// journal groups the job writes of one Store.
-type journal struct {
-	mu       sync.Mutex
-	pending  []*jobWrite
-	inFlight int // groups being committed
-	limit    int // at most this many at once
-
-	writes, commits atomic.Int64
-}
-
 // JobWriteStats returns how many job writes this Store made and in how
 // many commits.
 func (s *Store) JobWriteStats() JobWriteStats {
-	return JobWriteStats{Writes: s.journal.writes.Load(), Commits: s.journal.commits.Load()}
+	return JobWriteStats{Writes: s.writes.Load(), Commits: s.commits.Load()}
 }
 
 // write commits w with whatever other writes are waiting, and returns when
 // w's outcome is known.
 func (s *Store) write(ctx context.Context, w *jobWrite) {
-	j := &s.journal
-	w.wake = make(chan bool, 1)
-	j.writes.Add(1)
-	j.mu.Lock()
-	j.pending = append(j.pending, w)
-	if j.inFlight >= j.limit {
-		j.mu.Unlock()
-		if lead := <-w.wake; !lead {
-			return
-		}
-		// Handed the lead with its group, in which w comes first.
-	} else {
-		j.inFlight++
-		w.group = j.take()
-		j.mu.Unlock()
-	}
-
-	group := w.group
-	w.group = nil
-	s.commitGroup(ctx, group)
-	for _, o := range group {
-		if o != w {
-			o.wake <- false
-		}
-	}
-
-	j.mu.Lock()
-	if len(j.pending) > 0 {
-		next := j.pending[0]
-		next.group = j.take()
-		j.mu.Unlock()
-		next.wake <- true
-		return
-	}
-	j.inFlight--
-	j.mu.Unlock()
-}
-
-// take removes the next group from pending. j.mu must be held.
-func (j *journal) take() []*jobWrite {
-	n := min(len(j.pending), maxGroup)
-	group := j.pending[:n:n]
-	j.pending = append([]*jobWrite(nil), j.pending[n:]...)
-	return group
+	s.writes.Add(1)
+	s.journal.Do(ctx, w)
 }
 
 // commitGroup writes group in one transaction and sets each write's
@@ -199,7 +136,7 @@ func (s *Store) commitGroup(ctx context.Context, group []*jobWrite) {
 // holds two writes of the same job, so that its statements (one per kind)
 // may run in any order, and a later write of a job sees the earlier one.
 func (s *Store) commitWrites(ctx context.Context, ws []*jobWrite) error {
-	s.journal.commits.Add(1)
+	s.commits.Add(1)
 	for _, w := range ws {
 		w.applied, w.seq = false, 0
 	}
@@ -277,7 +214,7 @@ func (s *Store) writeWave(ctx context.Context, tx *sql.Tx, now time.Time, wave [
 		if pg {
 			err = createJobsPostgres(ctx, tx, creates)
 		} else {
-			err = createJobsSQLite(ctx, tx, creates)
+			err = s.createJobsSQLite(ctx, tx, creates)
 		}
 		if err != nil {
 			return err
@@ -290,7 +227,7 @@ func (s *Store) writeWave(ctx context.Context, tx *sql.Tx, now time.Time, wave [
 		if pg {
 			err = transitionPostgres(ctx, tx, now, k, ws)
 		} else {
-			err = transitionSQLite(ctx, tx, now, k, ws)
+			err = s.transitionSQLite(ctx, tx, now, k, ws)
 		}
 		if err != nil {
 			return err
@@ -300,7 +237,7 @@ func (s *Store) writeWave(ctx context.Context, tx *sql.Tx, now time.Time, wave [
 	if pg {
 		return nil
 	}
-	return insertEventsSQLite(ctx, tx, now, applied)
+	return s.insertEventsSQLite(ctx, tx, now, applied)
 }
 
 // byID indexes a wave's writes by job ID (unique within a wave).
@@ -462,8 +399,32 @@ func jsonText(b json.RawMessage) *string {
 // of 32,766 bound values.
 const sqliteRows = 256
 
+// sqlitePrepared is the largest group whose SQLite statements are kept
+// prepared: parsing them each time was a sixth of the job path's CPU, and
+// under load most groups are small.
+const sqlitePrepared = 16
+
+// queryPrepared runs q in tx, prepared once per connection when its group
+// has at most sqlitePrepared rows. (pgx caches prepared statements itself.)
+func (s *Store) queryPrepared(ctx context.Context, tx *sql.Tx, rows int, q string, args ...any) (*sql.Rows, error) {
+	if rows > sqlitePrepared {
+		return tx.QueryContext(ctx, q, args...)
+	}
+	v, ok := s.stmts.Load(q)
+	if !ok {
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		if v, ok = s.stmts.LoadOrStore(q, st); ok {
+			st.Close()
+		}
+	}
+	return tx.StmtContext(ctx, v.(*sql.Stmt)).QueryContext(ctx, args...)
+}
+
 // createJobsSQLite inserts the jobs; their events follow with the wave's.
-func createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
+func (s *Store) createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
 	for chunk := range chunks(ws, sqliteRows) {
 		var b strings.Builder
 		b.WriteString(`INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
@@ -479,7 +440,7 @@ func createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
 				j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt)
 		}
 		b.WriteString(` ON CONFLICT DO NOTHING RETURNING id, last_seq`)
-		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		rows, err := s.queryPrepared(ctx, tx, len(chunk), b.String(), args...)
 		if err != nil {
 			return err
 		}
@@ -497,7 +458,7 @@ func createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
 
 // transitionSQLite applies one kind of transition to the wave's jobs; the
 // events follow with the wave's.
-func transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time, k *transitionKind, ws []*jobWrite) error {
+func (s *Store) transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time, k *transitionKind, ws []*jobWrite) error {
 	// ?1 is now; the values' columns are column1 (id), column2...
 	set := strings.ReplaceAll(k.set, "{now}", "?1")
 	for i := range k.args {
@@ -527,7 +488,7 @@ func transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time, k *transit
 			}
 		}
 		b.WriteString(`) AS v WHERE jobs.id = v.column1 AND +jobs.status IN (` + k.statusList() + `) RETURNING id, last_seq`)
-		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		rows, err := s.queryPrepared(ctx, tx, len(chunk), b.String(), args...)
 		if err != nil {
 			return err
 		}
@@ -539,7 +500,7 @@ func transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time, k *transit
 }
 
 // insertEventsSQLite appends the events of the applied writes.
-func insertEventsSQLite(ctx context.Context, tx *sql.Tx, now time.Time, ws []*jobWrite) error {
+func (s *Store) insertEventsSQLite(ctx context.Context, tx *sql.Tx, now time.Time, ws []*jobWrite) error {
 	var evs []*jobWrite
 	for _, w := range ws {
 		if w.applied {
@@ -561,7 +522,11 @@ func insertEventsSQLite(ctx context.Context, tx *sql.Tx, now time.Time, ws []*jo
 			}
 			args = append(args, w.jobID(), w.seq, string(w.ev.Kind), w.ev.Percent, w.ev.Message, nullJSON(w.ev.Data), at)
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		rows, err := s.queryPrepared(ctx, tx, len(chunk), b.String(), args...)
+		if err != nil {
+			return err
+		}
+		if err := rows.Close(); err != nil {
 			return err
 		}
 	}

@@ -4,18 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/tokenlysis/tokenlysis/internal/batch"
 	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
 // Store is the SQL store. It is safe for concurrent use.
 type Store struct {
-	db      *database.DB
-	now     func() time.Time
-	journal journal // the job writes, committed in groups
+	db  *database.DB
+	now func() time.Time
+	// journal commits the job writes in groups (see journal.go).
+	journal         *batch.Group[*jobWrite]
+	writes, commits atomic.Int64
+	stmts           sync.Map // SQL → *sql.Stmt (SQLite job writes)
 }
 
 // New returns a Store over db, whose schema the migrations have built.
@@ -23,10 +29,11 @@ func New(db *database.DB) *Store {
 	// Microseconds: PostgreSQL keeps no more, so what a method returns is
 	// what a later read returns.
 	s := &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
-	s.journal.limit = 1
+	groups := batch.Config{Concurrent: 1} // SQLite: one writer
 	if db.Dialect == database.Postgres {
-		s.journal.limit = pgGroupsInFlight
+		groups.Concurrent = pgGroupsInFlight
 	}
+	s.journal = batch.New(s.commitGroup, groups)
 	return s
 }
 
