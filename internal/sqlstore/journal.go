@@ -4,11 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
@@ -141,34 +145,118 @@ func (s *Store) commitWrites(ctx context.Context, ws []*jobWrite) error {
 		w.applied, w.seq = false, 0
 	}
 	now := s.now()
-	tx, err := s.db.BeginTx(ctx, nil)
+	var err error
+	if s.db.Dialect == database.Postgres {
+		err = s.commitWritesPostgres(ctx, now, ws)
+	} else {
+		err = s.commitWritesSQLite(ctx, now, ws)
+	}
 	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	durable := false
-	for _, w := range ws {
-		durable = durable || w.create != nil || w.durable
-	}
-	if s.db.Dialect == database.Postgres && !durable {
-		// Progress alone: do not wait for the WAL flush. A crash may lose
-		// the latest progress events with their numbers, never a state.
-		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return err
-		}
-	}
-	for wave := range waves(ws) {
-		if err := s.writeWave(ctx, tx, now, wave); err != nil {
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
 		return err
 	}
 	for _, w := range ws {
 		w.at = now
 	}
 	return nil
+}
+
+// commitWritesSQLite writes each wave's new jobs, then each kind of
+// transition, then the events of all of them.
+func (s *Store) commitWritesSQLite(ctx context.Context, now time.Time, ws []*jobWrite) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for wave := range waves(ws) {
+		creates, kinds := sortWave(wave)
+		if len(creates) > 0 {
+			if err := s.createJobsSQLite(ctx, tx, creates); err != nil {
+				return err
+			}
+		}
+		for _, k := range kinds {
+			if err := s.transitionSQLite(ctx, tx, now, k.kind, k.writes); err != nil {
+				return err
+			}
+		}
+		if err := s.insertEventsSQLite(ctx, tx, now, wave); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// commitWritesPostgres sends the whole transaction in one round trip (a
+// pgx batch, pipelined): BEGIN, one statement per wave's new jobs and per
+// kind of transition (each appends its events itself), COMMIT.
+func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*jobWrite) error {
+	conn, err := s.db.DB.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlstore: PostgreSQL connection is a %T, not a pgx connection", dc)
+		}
+		pc := sc.Conn()
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		durable := false
+		for _, w := range ws {
+			durable = durable || w.create != nil || w.durable
+		}
+		if !durable {
+			// Progress alone: do not wait for the WAL flush. A crash may
+			// lose the latest progress events with their numbers, never a
+			// state.
+			b.Queue("SET LOCAL synchronous_commit = off")
+		}
+		for wave := range waves(ws) {
+			creates, kinds := sortWave(wave)
+			if len(creates) > 0 {
+				queueCreatesPostgres(b, creates)
+			}
+			for _, k := range kinds {
+				queueTransitionPostgres(b, now, k.kind, k.writes)
+			}
+		}
+		b.Queue("COMMIT")
+		err := pc.SendBatch(ctx, b).Close()
+		if err != nil && pc.PgConn().TxStatus() != 'I' {
+			// A statement failed: the rest was skipped, COMMIT included.
+			if _, rerr := pc.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+		}
+		return err
+	})
+}
+
+// kindWrites are a wave's writes of one kind of transition.
+type kindWrites struct {
+	kind   *transitionKind
+	writes []*jobWrite
+}
+
+// sortWave splits a wave into its new jobs and its transitions by kind, in
+// the order the kinds first appear.
+func sortWave(wave []*jobWrite) (creates []*jobWrite, kinds []kindWrites) {
+	for _, w := range wave {
+		if w.create != nil {
+			creates = append(creates, w)
+			continue
+		}
+		i := slices.IndexFunc(kinds, func(k kindWrites) bool { return k.kind == w.kind })
+		if i < 0 {
+			kinds = append(kinds, kindWrites{kind: w.kind})
+			i = len(kinds) - 1
+		}
+		kinds[i].writes = append(kinds[i].writes, w)
+	}
+	return creates, kinds
 }
 
 // waves splits ws, in order, at each write of a job already in the wave.
@@ -192,54 +280,6 @@ func waves(ws []*jobWrite) func(yield func([]*jobWrite) bool) {
 	}
 }
 
-// writeWave writes the new jobs of the wave, then each kind of transition.
-func (s *Store) writeWave(ctx context.Context, tx *sql.Tx, now time.Time, wave []*jobWrite) error {
-	var creates []*jobWrite
-	byKind := map[*transitionKind][]*jobWrite{}
-	var kinds []*transitionKind
-	for _, w := range wave {
-		if w.create != nil {
-			creates = append(creates, w)
-			continue
-		}
-		if _, ok := byKind[w.kind]; !ok {
-			kinds = append(kinds, w.kind)
-		}
-		byKind[w.kind] = append(byKind[w.kind], w)
-	}
-	pg := s.db.Dialect == database.Postgres
-	var applied []*jobWrite // SQLite: the events still to insert
-	if len(creates) > 0 {
-		var err error
-		if pg {
-			err = createJobsPostgres(ctx, tx, creates)
-		} else {
-			err = s.createJobsSQLite(ctx, tx, creates)
-		}
-		if err != nil {
-			return err
-		}
-		applied = append(applied, creates...)
-	}
-	for _, k := range kinds {
-		ws := byKind[k]
-		var err error
-		if pg {
-			err = transitionPostgres(ctx, tx, now, k, ws)
-		} else {
-			err = s.transitionSQLite(ctx, tx, now, k, ws)
-		}
-		if err != nil {
-			return err
-		}
-		applied = append(applied, ws...)
-	}
-	if pg {
-		return nil
-	}
-	return s.insertEventsSQLite(ctx, tx, now, applied)
-}
-
 // byID indexes a wave's writes by job ID (unique within a wave).
 func byID(ws []*jobWrite) map[string]*jobWrite {
 	m := make(map[string]*jobWrite, len(ws))
@@ -249,10 +289,16 @@ func byID(ws []*jobWrite) map[string]*jobWrite {
 	return m
 }
 
+// returned is what markApplied reads: *sql.Rows or pgx.Rows.
+type returned interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
 // markApplied reads the RETURNING rows (job ID, sequence number) of a
 // statement into the writes they belong to.
-func markApplied(rows *sql.Rows, ws []*jobWrite) error {
-	defer rows.Close()
+func markApplied(rows returned, ws []*jobWrite) error {
 	m := byID(ws)
 	for rows.Next() {
 		var id string
@@ -267,9 +313,9 @@ func markApplied(rows *sql.Rows, ws []*jobWrite) error {
 	return rows.Err()
 }
 
-// createJobsPostgres inserts the jobs and their "queued" events in one
-// statement. A job whose ID or keys are taken is skipped.
-func createJobsPostgres(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
+// queueCreatesPostgres queues the insert of the jobs and their "queued"
+// events, in one statement. A job whose ID or keys are taken is skipped.
+func queueCreatesPostgres(b *pgx.Batch, ws []*jobWrite) {
 	const q = `WITH j AS (
 			INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
 				result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
@@ -293,11 +339,8 @@ func createJobsPostgres(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
 		maxRetry[i], by[i], created[i] = int32(j.MaxRetry), j.SubmittedBy, j.CreatedAt
 		idem[i], dedupe[i] = optional(j.IdempotencyKey), optional(j.DedupeKey)
 	}
-	rows, err := tx.QueryContext(ctx, q, ids, types, queues, params, maxRetry, by, idem, dedupe, created)
-	if err != nil {
-		return err
-	}
-	return markApplied(rows, ws)
+	b.Queue(q, ids, types, queues, params, maxRetry, by, idem, dedupe, created).
+		Query(func(rows pgx.Rows) error { return markApplied(rows, ws) })
 }
 
 func optional(s string) *string {
@@ -307,9 +350,9 @@ func optional(s string) *string {
 	return &s
 }
 
-// transitionPostgres applies one kind of transition to the wave's jobs and
-// appends their events, in one statement.
-func transitionPostgres(ctx context.Context, tx *sql.Tx, now time.Time, k *transitionKind, ws []*jobWrite) error {
+// queueTransitionPostgres queues one kind of transition of the wave's jobs
+// with their events, in one statement.
+func queueTransitionPostgres(b *pgx.Batch, now time.Time, k *transitionKind, ws []*jobWrite) {
 	// $1 now, $2.. the columns of v: id, the event, then the kind's values.
 	cols := []string{"id", "kind", "percent", "message", "data"}
 	types := []string{"text", "text", "integer", "text", "text"}
@@ -355,11 +398,7 @@ func transitionPostgres(ctx context.Context, tx *sql.Tx, now time.Time, k *trans
 	for a, t := range k.args {
 		args = append(args, pgArray(t, vals[a]))
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	return markApplied(rows, ws)
+	b.Queue(q, args...).Query(func(rows pgx.Rows) error { return markApplied(rows, ws) })
 }
 
 // pgArray turns a kind's values into a typed slice pgx encodes as an array.
@@ -423,6 +462,20 @@ func (s *Store) queryPrepared(ctx context.Context, tx *sql.Tx, rows int, q strin
 	return tx.StmtContext(ctx, v.(*sql.Stmt)).QueryContext(ctx, args...)
 }
 
+// queryApplied runs q (prepared) and marks the writes its RETURNING rows
+// name as applied.
+func (s *Store) queryApplied(ctx context.Context, tx *sql.Tx, ws []*jobWrite, q string, args ...any) error {
+	rows, err := s.queryPrepared(ctx, tx, len(ws), q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if err := markApplied(rows, ws); err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
 // createJobsSQLite inserts the jobs; their events follow with the wave's.
 func (s *Store) createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
 	for chunk := range chunks(ws, sqliteRows) {
@@ -440,11 +493,7 @@ func (s *Store) createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite
 				j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt)
 		}
 		b.WriteString(` ON CONFLICT DO NOTHING RETURNING id, last_seq`)
-		rows, err := s.queryPrepared(ctx, tx, len(chunk), b.String(), args...)
-		if err != nil {
-			return err
-		}
-		if err := markApplied(rows, chunk); err != nil {
+		if err := s.queryApplied(ctx, tx, chunk, b.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -488,11 +537,7 @@ func (s *Store) transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time,
 			}
 		}
 		b.WriteString(`) AS v WHERE jobs.id = v.column1 AND +jobs.status IN (` + k.statusList() + `) RETURNING id, last_seq`)
-		rows, err := s.queryPrepared(ctx, tx, len(chunk), b.String(), args...)
-		if err != nil {
-			return err
-		}
-		if err := markApplied(rows, chunk); err != nil {
+		if err := s.queryApplied(ctx, tx, chunk, b.String(), args...); err != nil {
 			return err
 		}
 	}
