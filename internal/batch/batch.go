@@ -39,8 +39,9 @@ type Config struct {
 }
 
 // New returns a Group whose groups run is called with. run must set each
-// item's outcome (items are typically pointers); the context it gets is
-// the leading caller's.
+// item's outcome (items are typically pointers) and must not panic: every
+// caller of its group waits for it. The context it gets is the leading
+// caller's.
 func New[T any](run func(ctx context.Context, items []T), cfg Config) *Group[T] {
 	return &Group[T]{run: run, limit: max(cfg.Concurrent, 1), max: max(cmp.Or(cfg.Max, 256), 1)}
 }

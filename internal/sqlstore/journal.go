@@ -124,6 +124,16 @@ func (s *Store) write(ctx context.Context, w *jobWrite) {
 func (s *Store) commitGroup(ctx context.Context, group []*jobWrite) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
 	defer cancel()
+	defer func() {
+		// Every writer of the group waits for this one: a panic must end
+		// as their error, not leave them (and every later write) waiting.
+		if v := recover(); v != nil {
+			err := fmt.Errorf("sqlstore: panic while committing job writes: %v", v)
+			for _, w := range group {
+				w.applied, w.err = false, err
+			}
+		}
+	}()
 	err := s.commitWrites(ctx, group)
 	if err != nil && len(group) > 1 && !database.IsUnavailable(err) {
 		for _, w := range group {
