@@ -29,11 +29,7 @@ func New(db *database.DB) *Store {
 	// Microseconds: PostgreSQL keeps no more, so what a method returns is
 	// what a later read returns.
 	s := &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
-	groups := batch.Config{Concurrent: 1} // SQLite: one writer
-	if db.Dialect == database.Postgres {
-		groups.Concurrent = pgGroupsInFlight
-	}
-	s.journal = batch.New(s.commitGroup, groups)
+	s.journal = batch.New(s.commitGroup, batch.Config{Concurrent: 1})
 	return s
 }
 
