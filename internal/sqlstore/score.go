@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -187,9 +188,6 @@ func (s *Store) ScoreWriters() int {
 	}
 	return 1
 }
-
-// scoreRowsPerStatement is the rows of one multi-row scores insert on SQLite.
-const scoreRowsPerStatement = 500
 
 // ScoreWrite counts what a WriteScores call did.
 type ScoreWrite struct {
@@ -485,7 +483,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 			}
 		}
 	}
-	if err := s.insertScoresSQLite(ctx, tx, runID, plan.ins); err != nil {
+	if err := insertScoresSQLite(ctx, conn.Conn, runID, plan.ins); err != nil {
 		return ScoreWrite{}, err
 	}
 	if plan.changed {
@@ -496,68 +494,117 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 	return plan.w, tx.Commit()
 }
 
-// insertScoresSQLite inserts the rows of b, which are not stored, with
-// multi-row INSERTs of scoreRowsPerStatement rows.
-func (s *Store) insertScoresSQLite(ctx context.Context, tx *sqlx.Tx, runID string, b ScoreBatch) error {
+// scoreInsertSizes are the row counts of the multi-row scores INSERTs on
+// SQLite, largest first. A run of rows of one coin and source goes in
+// with as many of the largest statement as fit, then the smaller ones.
+var scoreInsertSizes = [...]int{256, 64, 16, 4, 1}
+
+// scoreInsertWidth is the bind parameters of one row of scoreInsertSQL:
+// the day and the ten values. The run ID, the coin and the source are the
+// same in every row of a statement and bound once, as ?1, ?2 and ?3.
+const scoreInsertWidth = 11
+
+// scoreInsertSQL returns the INSERT of rows rows.
+func scoreInsertSQL(rows int) string {
+	// The numbered parameters come first: a ? takes the number after the
+	// largest one before it.
+	one := "(?1, ?2, ?3, " + strings.Repeat("?, ", scoreInsertWidth-1) + "?)"
+	var b strings.Builder
+	b.WriteString(`INSERT INTO scores (run_id, coin_id, source, day, ` + scoreValueColumns + `) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+	}
+	return b.String()
+}
+
+// insertScoresSQLite inserts the rows of b, which are not stored, in the
+// transaction open on conn. It runs prepared multi-row INSERTs straight on
+// the driver's connection: binding the values is most of the cost of the
+// write, and database/sql would check and convert each of them once more.
+func insertScoresSQLite(ctx context.Context, conn *sql.Conn, runID string, b ScoreBatch) error {
 	if b.Rows() == 0 {
 		return nil
 	}
-	const width = 14
-	const q = `INSERT INTO scores (coin_id, day, ` + scoreValueColumns + `, source, run_id) VALUES `
-	per := scoreRowsPerStatement
-	var full *sqlx.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot prepare", dc)
 		}
-	}()
-	days := make([]string, b.To-b.From+1)
-	args := make([]any, 0, per*width)
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		var err error
-		if n == per {
-			if full == nil {
-				if full, err = tx.PreparexContext(ctx, q+placeholders(per, width)); err != nil {
+		var stmts [len(scoreInsertSizes)]driver.Stmt
+		defer func() {
+			for _, st := range stmts {
+				if st != nil {
+					st.Close()
+				}
+			}
+		}()
+		exec := func(k int, args []driver.NamedValue) error {
+			if stmts[k] == nil {
+				st, err := pc.PrepareContext(ctx, scoreInsertSQL(scoreInsertSizes[k]))
+				if err != nil {
 					return err
 				}
+				stmts[k] = st
 			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, q+placeholders(n, width), args...)
+			ex, ok := stmts[k].(driver.StmtExecContext)
+			if !ok {
+				return fmt.Errorf("sqlstore: the SQLite driver statement %T cannot execute", stmts[k])
+			}
+			_, err := ex.ExecContext(ctx, args)
+			return err
 		}
-		args, n = args[:0], 0
-		return err
-	}
-	for i := range b.Coins {
-		c := &b.Coins[i]
-		cols := c.values()
-		for j, d := range c.Days {
-			ds := days[d-b.From]
-			if ds == "" {
-				ds = dayArg(d)
-				days[d-b.From] = ds
-			}
-			args = append(args, c.CoinID, ds)
-			for _, col := range cols {
-				if col == nil {
-					args = append(args, nil)
-				} else {
-					args = append(args, nullable(col[j]))
+		args := make([]driver.NamedValue, 3+scoreInsertSizes[0]*scoreInsertWidth)
+		for i := range args {
+			args[i].Ordinal = i + 1
+		}
+		args[0].Value = runID
+		// Each distinct day is formatted (and boxed) once per batch.
+		days := make([]driver.Value, b.To-b.From+1)
+		for ci := range b.Coins {
+			c := &b.Coins[ci]
+			cols := c.values()
+			args[1].Value = c.CoinID
+			for j := 0; j < len(c.Days); {
+				si := c.SourceIndex[j]
+				end := j + 1
+				for end < len(c.Days) && c.SourceIndex[end] == si {
+					end++
+				}
+				args[2].Value = c.Sources[si]
+				for j < end {
+					k := 0
+					for scoreInsertSizes[k] > end-j {
+						k++
+					}
+					n := scoreInsertSizes[k]
+					a := args[3 : 3+n*scoreInsertWidth]
+					for r := range n {
+						row := a[r*scoreInsertWidth : (r+1)*scoreInsertWidth]
+						d := c.Days[j+r] - b.From
+						if days[d] == nil {
+							days[d] = dayArg(c.Days[j+r])
+						}
+						row[0].Value = days[d]
+						for v, col := range cols {
+							if col == nil {
+								row[1+v].Value = nil
+							} else {
+								row[1+v].Value = nullable(col[j+r])
+							}
+						}
+					}
+					if err := exec(k, args[:3+n*scoreInsertWidth]); err != nil {
+						return err
+					}
+					j += n
 				}
 			}
-			args = append(args, c.Sources[c.SourceIndex[j]], runID)
-			if n++; n == per {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
 		}
-	}
-	return flush()
+		return nil
+	})
 }
 
 // refreshLatest rewrites the latest_scores rows of coins ids from their

@@ -452,10 +452,16 @@ func BenchmarkWriteScores(b *testing.B) {
 			report := func(b *testing.B) {
 				b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 			}
+			// TRUNCATE leaves PostgreSQL no dead index entries to check the
+			// new keys against, as in a new table.
+			empty := `DELETE FROM scores`
+			if d == database.Postgres {
+				empty = `TRUNCATE scores`
+			}
 			b.Run("first", func(b *testing.B) {
 				for b.Loop() {
 					b.StopTimer()
-					if _, err := db.ExecContext(ctx, `DELETE FROM scores`); err != nil {
+					if _, err := db.ExecContext(ctx, empty); err != nil {
 						b.Fatal(err)
 					}
 					b.StartTimer()
