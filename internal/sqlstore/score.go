@@ -390,37 +390,53 @@ func (c *ScoreColumns) subset(idx []int) ScoreColumns {
 	return out
 }
 
-// read appends stored rows (readScoresSQL's columns, ordered by coin and
-// day) from database/sql rows.
-func (st *storedScores) read(next func() bool, scan func(dest ...any) error) error {
-	var (
-		coin, source sql.RawBytes
-		day          Day
-		vals         [10]sql.NullFloat64
-		fv           [10]float64
-		cur, src     string
-	)
-	dest := []any{&coin, dayScanner{&day}}
-	for k := range vals {
-		dest = append(dest, &vals[k])
-	}
-	dest = append(dest, &source)
-	for next() {
-		if err := scan(dest...); err != nil {
+// readStoredSQLite appends the rows of query q (readScoresSQL's columns,
+// ordered by coin and day) to st, straight from the SQLite driver's rows
+// as loadHistorySQLite does: a rerun reads back every row it might
+// rewrite, and database/sql's conversions were most of that time.
+func readStoredSQLite(ctx context.Context, conn *sql.Conn, st *storedScores, q string, args []any) error {
+	return conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot query", dc)
+		}
+		named := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := qc.QueryContext(ctx, q, named)
+		if err != nil {
 			return err
 		}
-		if cur != string(coin) {
-			cur = string(coin)
+		defer rows.Close()
+		dest := make([]driver.Value, 13)
+		var fv [10]float64
+		for {
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			coin, ok := dest[0].(string)
+			dayText, ok1 := dest[1].(string)
+			source, ok2 := dest[12].(string)
+			day, ok3 := parseDay(dayText)
+			ok = ok && ok1 && ok2 && ok3
+			for k := range fv {
+				var okf bool
+				if fv[k], okf = floatValue(dest[2+k]); !okf {
+					ok = false
+				}
+			}
+			if !ok {
+				return fmt.Errorf("sqlstore: unexpected scores row %v", dest)
+			}
+			if n := len(st.coins); n > 0 && st.coins[n-1] == coin {
+				coin = st.coins[n-1] // share the string
+			}
+			st.add(coin, day, &fv, source)
 		}
-		if src != string(source) {
-			src = string(source)
-		}
-		for k := range vals {
-			fv[k] = nanOf(vals[k])
-		}
-		st.add(cur, day, &fv, src)
-	}
-	return nil
+	})
 }
 
 const readScoresSQL = `SELECT coin_id, day, ` + scoreValueColumns + `, source FROM scores WHERE `
@@ -456,16 +472,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 		if err != nil {
 			return ScoreWrite{}, err
 		}
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return ScoreWrite{}, err
-		}
-		err = stored.read(rows.Next, rows.Scan)
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-		if err != nil {
+		if err := readStoredSQLite(ctx, conn.Conn, &stored, q, args); err != nil {
 			return ScoreWrite{}, err
 		}
 	}
