@@ -7,7 +7,8 @@
 //
 //  1. Records a recalc_runs row (status running).
 //  2. Loads the whole universe's history (every coin with history, all
-//     days), as columns, in one ordered scan.
+//     days), as columns, from one snapshot (on SQLite, two ranges of
+//     coins read at once on two connections).
 //  3. Aligns the assets on a common calendar day index from the first to
 //     the last day of any history. A day on which a coin has no price is a
 //     gap: NaN in its columns, never a 0 or an interpolated price.
