@@ -531,10 +531,15 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 // called more than once. writeScoresSQLite runs it alongside its
 // transaction so that the pages the previous call committed are copied
 // into the database file while this one builds its own, on the other
-// core: checkpointing at each commit was a fifth of the write time. A
-// failed checkpoint loses nothing (the pages stay in the WAL for the next
-// one), so its error is not the caller's. With a pool of one connection
-// (an in-memory database, which has no WAL) there is nothing to do.
+// core: checkpointing at each commit was a fifth of the write time. The
+// price is disk space: a writer can only start the WAL over when its
+// transaction began after a complete checkpoint, so during a run of calls
+// the WAL grows to the size of all their writes, and it is trimmed
+// (journal_size_limit, set by internal/database) when the next writer
+// starts it over. A failed checkpoint loses nothing (the pages stay in the
+// WAL for the next one), so its error is not the caller's. With a pool of
+// one connection (an in-memory database, which has no WAL) there is
+// nothing to do.
 func (s *Store) checkpointAside(ctx context.Context) (wait func(), err error) {
 	if s.db.Stats().MaxOpenConnections == 1 {
 		return func() {}, nil
