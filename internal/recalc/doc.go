@@ -89,10 +89,14 @@
 //
 // # Speed
 //
-// The history is read in one scan into columns; the indicators (assets
-// split between Config.Workers goroutines) and the scores (days split
-// between them) reuse their buffers. While chunks are written (two at a
-// time on PostgreSQL, one on SQLite: sqlstore.Store.ScoreWriters), the next
-// is prepared. On PostgreSQL new rows go in with binary COPY, on SQLite
-// with multi-row INSERTs of 500 rows (see sqlstore.Store.WriteScores).
+// The history is read into columns (in one scan on PostgreSQL, in two
+// ranges of coins at once on SQLite, see sqlstore.Store.LoadHistory); the
+// indicators (assets split between Config.Workers goroutines) and the
+// scores (days split between them) reuse their buffers. While chunks are
+// written (two at a time on PostgreSQL, one on SQLite:
+// sqlstore.Store.ScoreWriters), the next is prepared. On PostgreSQL new
+// rows go in with binary COPY; on SQLite with prepared multi-row INSERTs
+// of up to 256 rows run on the driver's connection, while a second
+// connection checkpoints the WAL the previous chunk left (see
+// sqlstore.Store.WriteScores).
 package recalc

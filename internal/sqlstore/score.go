@@ -559,11 +559,6 @@ func (s *Store) checkpointAside(ctx context.Context) (wait func(), err error) {
 	return func() { <-done }, nil
 }
 
-// scoreInsertSizes are the row counts of the multi-row scores INSERTs on
-// SQLite, largest first. A run of rows of one coin and source goes in
-// with as many of the largest statement as fit, then the smaller ones.
-var scoreInsertSizes = [...]int{256, 64, 16, 4, 1}
-
 // scoreInsertWidth is the bind parameters of one row of scoreInsertSQL:
 // the day and the ten values. The run ID, the coin and the source are the
 // same in every row of a statement and bound once, as ?1, ?2 and ?3.
@@ -598,7 +593,11 @@ func insertScoresSQLite(ctx context.Context, conn *sql.Conn, runID string, b Sco
 		if !ok {
 			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot prepare", dc)
 		}
-		var stmts [len(scoreInsertSizes)]driver.Stmt
+		// The row counts of the statements, largest first. A run of rows of
+		// one coin and source goes in with as many of the largest as fit,
+		// then the smaller ones.
+		sizes := [...]int{256, 64, 16, 4, 1}
+		var stmts [len(sizes)]driver.Stmt
 		defer func() {
 			for _, st := range stmts {
 				if st != nil {
@@ -608,7 +607,7 @@ func insertScoresSQLite(ctx context.Context, conn *sql.Conn, runID string, b Sco
 		}()
 		exec := func(k int, args []driver.NamedValue) error {
 			if stmts[k] == nil {
-				st, err := pc.PrepareContext(ctx, scoreInsertSQL(scoreInsertSizes[k]))
+				st, err := pc.PrepareContext(ctx, scoreInsertSQL(sizes[k]))
 				if err != nil {
 					return err
 				}
@@ -621,7 +620,7 @@ func insertScoresSQLite(ctx context.Context, conn *sql.Conn, runID string, b Sco
 			_, err := ex.ExecContext(ctx, args)
 			return err
 		}
-		args := make([]driver.NamedValue, 3+scoreInsertSizes[0]*scoreInsertWidth)
+		args := make([]driver.NamedValue, 3+sizes[0]*scoreInsertWidth)
 		for i := range args {
 			args[i].Ordinal = i + 1
 		}
@@ -641,10 +640,10 @@ func insertScoresSQLite(ctx context.Context, conn *sql.Conn, runID string, b Sco
 				args[2].Value = c.Sources[si]
 				for j < end {
 					k := 0
-					for scoreInsertSizes[k] > end-j {
+					for sizes[k] > end-j {
 						k++
 					}
-					n := scoreInsertSizes[k]
+					n := sizes[k]
 					a := args[3 : 3+n*scoreInsertWidth]
 					for r := range n {
 						row := a[r*scoreInsertWidth : (r+1)*scoreInsertWidth]
