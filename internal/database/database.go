@@ -38,8 +38,11 @@ const (
 
 // sqlitePragmas are applied by modernc.org/sqlite to every new connection.
 // _time_format=sqlite stores times as "YYYY-MM-DD HH:MM:SS.SSS±HH:MM" text,
-// which sorts, compares and reads back as time.Time.
-const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_txlock=immediate"
+// which sorts, compares and reads back as time.Time. journal_size_limit
+// trims the WAL file back to 64 MB when it starts over: a recalculation,
+// which checkpoints beside its writes (sqlstore.WriteScores), grows it to
+// the size of its whole write, and SQLite never shrinks it by itself.
+const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_txlock=immediate"
 
 // Config is a parsed database URL: what to hand to sql.Open.
 type Config struct {

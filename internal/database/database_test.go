@@ -14,7 +14,7 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
-const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_txlock=immediate"
+const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_txlock=immediate"
 
 func TestParseURL(t *testing.T) {
 	t.Parallel()
@@ -132,6 +132,13 @@ func TestOpen_SQLiteCreatesParentDirectory(t *testing.T) {
 	}
 	if fk != 1 || timeout != 5000 || mode != "wal" {
 		t.Errorf("pragmas: foreign_keys=%d busy_timeout=%d journal_mode=%q, want 1, 5000, wal", fk, timeout, mode)
+	}
+	var walLimit int64
+	if err := db.GetContext(ctx, &walLimit, "PRAGMA journal_size_limit"); err != nil {
+		t.Fatal(err)
+	}
+	if walLimit != 64<<20 {
+		t.Errorf("journal_size_limit = %d, want %d", walLimit, 64<<20)
 	}
 	if got := db.Stats().MaxOpenConnections; got < 2 {
 		t.Errorf("MaxOpenConnections = %d, want a pool of several connections for a file database", got)

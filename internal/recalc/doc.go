@@ -7,7 +7,8 @@
 //
 //  1. Records a recalc_runs row (status running).
 //  2. Loads the whole universe's history (every coin with history, all
-//     days), as columns, in one ordered scan.
+//     days), as columns, from one snapshot (on SQLite, two ranges of
+//     coins read at once on two connections).
 //  3. Aligns the assets on a common calendar day index from the first to
 //     the last day of any history. A day on which a coin has no price is a
 //     gap: NaN in its columns, never a 0 or an interpolated price.
@@ -88,10 +89,14 @@
 //
 // # Speed
 //
-// The history is read in one scan into columns; the indicators (assets
-// split between Config.Workers goroutines) and the scores (days split
-// between them) reuse their buffers. While chunks are written (two at a
-// time on PostgreSQL, one on SQLite: sqlstore.Store.ScoreWriters), the next
-// is prepared. On PostgreSQL new rows go in with binary COPY, on SQLite
-// with multi-row INSERTs of 500 rows (see sqlstore.Store.WriteScores).
+// The history is read into columns (in one scan on PostgreSQL, in two
+// ranges of coins at once on SQLite, see sqlstore.Store.LoadHistory); the
+// indicators (assets split between Config.Workers goroutines) and the
+// scores (days split between them) reuse their buffers. While chunks are
+// written (two at a time on PostgreSQL, one on SQLite:
+// sqlstore.Store.ScoreWriters), the next is prepared. On PostgreSQL new
+// rows go in with binary COPY; on SQLite with prepared multi-row INSERTs
+// of up to 256 rows run on the driver's connection, while a second
+// connection checkpoints the WAL the previous chunk left (see
+// sqlstore.Store.WriteScores).
 package recalc

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -874,37 +875,173 @@ func (s *Store) upsertHistories(ctx context.Context, tx *sqlx.Tx, hs []CoinHisto
 
 // LoadHistory returns the history matching f as columns, one
 // HistoryColumns per coin that has rows, ordered by coin ID. It is the
-// recalculation's bulk read: one ordered scan straight from the driver
-// (pgx's binary rows on PostgreSQL, the SQLite driver's rows), without
-// database/sql's per-value conversions.
+// recalculation's bulk read: ordered scans straight from the driver (pgx's
+// binary rows on PostgreSQL, the SQLite driver's rows), without
+// database/sql's per-value conversions. On SQLite, where reading the rows
+// is the driver's CPU, the coins are split into historyParts ranges read
+// at once on as many connections, all in one snapshot (see
+// loadHistorySQLiteParts); the result is the same as one scan's.
 func (s *Store) LoadHistory(ctx context.Context, f HistoryFilter) ([]HistoryColumns, error) {
-	hb := historyBuilder{out: []HistoryColumns{}}
 	if f.CoinIDs != nil && len(f.CoinIDs) == 0 {
-		return hb.out, nil
+		return []HistoryColumns{}, nil
 	}
+	var out []HistoryColumns
+	var err error
+	if s.db.Dialect == database.Postgres {
+		hb := historyBuilder{out: []HistoryColumns{}}
+		err = s.withConn(ctx, func(conn *sql.Conn) error { return s.loadHistoryPostgres(ctx, conn, f, &hb) })
+		out = hb.out
+	} else {
+		out, err = s.loadHistorySQLiteParts(ctx, f)
+	}
+	if err != nil {
+		return nil, wrap("load history", err)
+	}
+	return out, nil
+}
+
+// withConn calls fn with a connection of the pool.
+func (s *Store) withConn(ctx context.Context, fn func(conn *sql.Conn) error) error {
 	conn, err := s.db.DB.DB.Conn(ctx)
 	if err != nil {
-		return nil, wrap("load history", err)
+		return err
 	}
 	defer conn.Close()
-	if s.db.Dialect == database.Postgres {
-		err = s.loadHistoryPostgres(ctx, conn, f, &hb)
+	return fn(conn)
+}
+
+// historyParts is the number of connections LoadHistory reads SQLite's
+// history on at once: the machine this is tuned on has two cores.
+const historyParts = 2
+
+// coinRange is a range of coin IDs: from lo (inclusive) to hi (exclusive);
+// an empty bound is open.
+type coinRange struct{ lo, hi string }
+
+// where appends the range's conditions on coin_id.
+func (r coinRange) where(where []string, args []any) ([]string, []any) {
+	if r.lo != "" {
+		where, args = append(where, "coin_id >= ?"), append(args, r.lo)
+	}
+	if r.hi != "" {
+		where, args = append(where, "coin_id < ?"), append(args, r.hi)
+	}
+	return where, args
+}
+
+// loadHistorySQLiteParts loads the history matching f on SQLite, split
+// into historyParts ranges of coins (cut at the coins table's IDs, or f's)
+// read at once, each on its own connection. The readers open their read
+// transactions while a third connection holds the write lock, so that no
+// commit can come between them: they all see the same snapshot, as one
+// scan would. When the pool is too small for that, or the write lock is
+// busy, it reads in one scan.
+func (s *Store) loadHistorySQLiteParts(ctx context.Context, f HistoryFilter) ([]HistoryColumns, error) {
+	single := func() ([]HistoryColumns, error) {
+		hb := historyBuilder{out: []HistoryColumns{}}
+		err := s.withConn(ctx, func(conn *sql.Conn) error { return s.loadHistorySQLite(ctx, conn, f, coinRange{}, &hb) })
+		return hb.out, err
+	}
+	if n := s.db.Stats().MaxOpenConnections; n != 0 && n < historyParts+1 {
+		return single()
+	}
+	ids := slices.Clone(f.CoinIDs)
+	if ids == nil {
+		if err := s.db.SelectContext(ctx, &ids, `SELECT id FROM coins ORDER BY id`); err != nil {
+			return nil, err
+		}
 	} else {
-		err = s.loadHistorySQLite(ctx, conn, f, &hb)
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
 	}
+	if len(ids) < historyParts {
+		return single()
+	}
+	ranges := make([]coinRange, historyParts)
+	for p := 1; p < historyParts; p++ {
+		ranges[p-1].hi = ids[p*len(ids)/historyParts]
+		ranges[p].lo = ranges[p-1].hi
+	}
+
+	conns := make([]*sql.Conn, historyParts+1)
+	release := func() {
+		for i, c := range conns {
+			if c != nil {
+				c.Close()
+				conns[i] = nil
+			}
+		}
+	}
+	defer release()
+	// Every connection is taken before the write lock is, so that the
+	// lock is never held while waiting for the pool.
+	for i := range conns {
+		c, err := s.db.DB.DB.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		conns[i] = c
+	}
+	lock, err := conns[historyParts].BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
 	if err != nil {
-		return nil, wrap("load history", err)
+		// Busy past the busy timeout: a long write holds the lock. (Any
+		// other error comes back from the single scan.)
+		release()
+		return single()
 	}
-	return hb.out, nil
+	txs := make([]*sql.Tx, historyParts)
+	defer func() {
+		for _, tx := range txs {
+			if tx != nil {
+				tx.Rollback()
+			}
+		}
+	}()
+	for p := range txs {
+		tx, err := conns[p].BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // a deferred BEGIN
+		if err != nil {
+			lock.Rollback()
+			return nil, err
+		}
+		txs[p] = tx
+		// The read transaction, and its snapshot, starts with its first read.
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM price_history LIMIT 1`).Scan(&one); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			lock.Rollback()
+			return nil, err
+		}
+	}
+	if err := lock.Rollback(); err != nil {
+		return nil, err
+	}
+
+	hbs := make([]historyBuilder, historyParts)
+	errs := make([]error, historyParts)
+	var wg sync.WaitGroup
+	for p := range historyParts {
+		hbs[p].out = []HistoryColumns{}
+		wg.Go(func() { errs[p] = s.loadHistorySQLite(ctx, conns[p], f, ranges[p], &hbs[p]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := hbs[0].out
+	for _, hb := range hbs[1:] {
+		out = append(out, hb.out...)
+	}
+	return out, nil
 }
 
 const loadHistoryQuery = `SELECT coin_id, day, price, market_cap, volume, source FROM price_history WHERE `
 
-func (s *Store) loadHistorySQLite(ctx context.Context, conn *sql.Conn, f HistoryFilter, hb *historyBuilder) error {
+// loadHistorySQLite appends the history matching f of the coins of r to hb.
+func (s *Store) loadHistorySQLite(ctx context.Context, conn *sql.Conn, f HistoryFilter, r coinRange, hb *historyBuilder) error {
 	where, args := []string{"1 = 1"}, []any{}
 	if f.CoinIDs != nil {
 		where, args = append(where, "coin_id IN (?)"), append(args, f.CoinIDs)
 	}
+	where, args = r.where(where, args)
 	if !f.Since.IsZero() {
 		where, args = append(where, "day >= ?"), append(args, timeDayArg(f.Since))
 	}

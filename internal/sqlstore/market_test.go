@@ -344,6 +344,19 @@ func TestLoadHistory(t *testing.T) {
 		if none, err := s.LoadHistory(ctx, sqlstore.HistoryFilter{CoinIDs: []string{}}); err != nil || len(none) != 0 {
 			t.Errorf("LoadHistory(no coins) = %v, %v", none, err)
 		}
+		// SQLite reads in parts on several connections; a pool too small
+		// for that reads in one scan, with the same result.
+		tb.db.SetMaxOpenConns(1)
+		one, err := s.LoadHistory(ctx, sqlstore.HistoryFilter{})
+		if err != nil || len(one) != len(all) {
+			t.Fatalf("LoadHistory on one connection = %d coins, %v", len(one), err)
+		}
+		for i := range one {
+			if one[i].CoinID != all[i].CoinID || !slices.Equal(one[i].Days, all[i].Days) || !slices.Equal(one[i].Price, all[i].Price) ||
+				!slices.Equal(one[i].Sources, all[i].Sources) || !slices.Equal(one[i].SourceIndex, all[i].SourceIndex) {
+				t.Errorf("LoadHistory on one connection: coin %d = %+v, want %+v", i, one[i], all[i])
+			}
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -187,9 +188,6 @@ func (s *Store) ScoreWriters() int {
 	}
 	return 1
 }
-
-// scoreRowsPerStatement is the rows of one multi-row scores insert on SQLite.
-const scoreRowsPerStatement = 500
 
 // ScoreWrite counts what a WriteScores call did.
 type ScoreWrite struct {
@@ -392,42 +390,58 @@ func (c *ScoreColumns) subset(idx []int) ScoreColumns {
 	return out
 }
 
-// read appends stored rows (readScoresSQL's columns, ordered by coin and
-// day) from database/sql rows.
-func (st *storedScores) read(next func() bool, scan func(dest ...any) error) error {
-	var (
-		coin, source sql.RawBytes
-		day          Day
-		vals         [10]sql.NullFloat64
-		fv           [10]float64
-		cur, src     string
-	)
-	dest := []any{&coin, dayScanner{&day}}
-	for k := range vals {
-		dest = append(dest, &vals[k])
-	}
-	dest = append(dest, &source)
-	for next() {
-		if err := scan(dest...); err != nil {
+// readStoredSQLite appends the rows of query q (readScoresSQL's columns,
+// ordered by coin and day) to st, straight from the SQLite driver's rows
+// as loadHistorySQLite does: a rerun reads back every row it might
+// rewrite, and database/sql's conversions were most of that time.
+func readStoredSQLite(ctx context.Context, conn *sql.Conn, st *storedScores, q string, args []any) error {
+	return conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot query", dc)
+		}
+		named := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := qc.QueryContext(ctx, q, named)
+		if err != nil {
 			return err
 		}
-		if cur != string(coin) {
-			cur = string(coin)
+		defer rows.Close()
+		dest := make([]driver.Value, 13)
+		var fv [10]float64
+		for {
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			coin, ok := dest[0].(string)
+			dayText, ok1 := dest[1].(string)
+			source, ok2 := dest[12].(string)
+			day, ok3 := parseDay(dayText)
+			ok = ok && ok1 && ok2 && ok3
+			for k := range fv {
+				var okf bool
+				if fv[k], okf = floatValue(dest[2+k]); !okf {
+					ok = false
+				}
+			}
+			if !ok {
+				return fmt.Errorf("sqlstore: unexpected scores row %v", dest)
+			}
+			if n := len(st.coins); n > 0 && st.coins[n-1] == coin {
+				coin = st.coins[n-1] // share the string
+			}
+			st.add(coin, day, &fv, source)
 		}
-		if src != string(source) {
-			src = string(source)
-		}
-		for k := range vals {
-			fv[k] = nanOf(vals[k])
-		}
-		st.add(cur, day, &fv, src)
-	}
-	return nil
+	})
 }
 
 const readScoresSQL = `SELECT coin_id, day, ` + scoreValueColumns + `, source FROM scores WHERE `
 
-func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (ScoreWrite, error) {
+func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatch) (_ ScoreWrite, err error) {
 	conn, err := s.db.Connx(ctx)
 	if err != nil {
 		return ScoreWrite{}, err
@@ -439,6 +453,27 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
 		return ScoreWrite{}, err
 	}
+	checkpointed, err := s.checkpointAside(ctx)
+	if err != nil {
+		return ScoreWrite{}, err
+	}
+	defer checkpointed()
+	// This commit leaves its pages in the WAL for the next call's
+	// checkpointAside instead of copying them into the database file itself.
+	var autoCheckpoint int
+	if err := conn.GetContext(ctx, &autoCheckpoint, `PRAGMA wal_autocheckpoint`); err != nil {
+		return ScoreWrite{}, err
+	}
+	if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
+		return ScoreWrite{}, err
+	}
+	defer func() {
+		// A pragma takes no bind parameter; the value is SQLite's own integer.
+		_, rerr := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autoCheckpoint))
+		if err == nil {
+			err = rerr
+		}
+	}()
 	tx, err := conn.BeginTxx(ctx, nil)
 	if err != nil {
 		return ScoreWrite{}, err
@@ -458,16 +493,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 		if err != nil {
 			return ScoreWrite{}, err
 		}
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return ScoreWrite{}, err
-		}
-		err = stored.read(rows.Next, rows.Scan)
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-		if err != nil {
+		if err := readStoredSQLite(ctx, conn.Conn, &stored, q, args); err != nil {
 			return ScoreWrite{}, err
 		}
 	}
@@ -485,7 +511,7 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 			}
 		}
 	}
-	if err := s.insertScoresSQLite(ctx, tx, runID, plan.ins); err != nil {
+	if err := insertScoresSQLite(ctx, conn.Conn, runID, plan.ins); err != nil {
 		return ScoreWrite{}, err
 	}
 	if plan.changed {
@@ -493,71 +519,156 @@ func (s *Store) writeScoresSQLite(ctx context.Context, runID string, b ScoreBatc
 			return ScoreWrite{}, err
 		}
 	}
+	// Once the checkpoint is over, the commit can start the WAL again from
+	// its beginning instead of growing it.
+	checkpointed()
 	return plan.w, tx.Commit()
 }
 
-// insertScoresSQLite inserts the rows of b, which are not stored, with
-// multi-row INSERTs of scoreRowsPerStatement rows.
-func (s *Store) insertScoresSQLite(ctx context.Context, tx *sqlx.Tx, runID string, b ScoreBatch) error {
+// checkpointAside starts a checkpoint of SQLite's WAL (PASSIVE: it copies
+// what no reader still needs and never waits for a lock) on a connection
+// of its own, and returns a function that waits for its end; it may be
+// called more than once. writeScoresSQLite runs it alongside its
+// transaction so that the pages the previous call committed are copied
+// into the database file while this one builds its own, on the other
+// core: checkpointing at each commit was a fifth of the write time. The
+// price is disk space: a writer can only start the WAL over when its
+// transaction began after a complete checkpoint, so during a run of calls
+// the WAL grows to the size of all their writes, and it is trimmed
+// (journal_size_limit, set by internal/database) when the next writer
+// starts it over. A failed checkpoint loses nothing (the pages stay in the
+// WAL for the next one), so its error is not the caller's. With a pool of
+// one connection (an in-memory database, which has no WAL) there is
+// nothing to do.
+func (s *Store) checkpointAside(ctx context.Context) (wait func(), err error) {
+	if s.db.Stats().MaxOpenConnections == 1 {
+		return func() {}, nil
+	}
+	// The connection is taken now, before the caller holds the write lock,
+	// so that the caller never waits for the pool while holding it.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer conn.Close()
+		conn.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+	}()
+	return func() { <-done }, nil
+}
+
+// scoreInsertWidth is the bind parameters of one row of scoreInsertSQL:
+// the day and the ten values. The run ID, the coin and the source are the
+// same in every row of a statement and bound once, as ?1, ?2 and ?3.
+const scoreInsertWidth = 11
+
+// scoreInsertSQL returns the INSERT of rows rows.
+func scoreInsertSQL(rows int) string {
+	// The numbered parameters come first: a ? takes the number after the
+	// largest one before it.
+	one := "(?1, ?2, ?3, " + strings.Repeat("?, ", scoreInsertWidth-1) + "?)"
+	var b strings.Builder
+	b.WriteString(`INSERT INTO scores (run_id, coin_id, source, day, ` + scoreValueColumns + `) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+	}
+	return b.String()
+}
+
+// insertScoresSQLite inserts the rows of b, which are not stored, in the
+// transaction open on conn. It runs prepared multi-row INSERTs straight on
+// the driver's connection: binding the values is most of the cost of the
+// write, and database/sql would check and convert each of them once more.
+func insertScoresSQLite(ctx context.Context, conn *sql.Conn, runID string, b ScoreBatch) error {
 	if b.Rows() == 0 {
 		return nil
 	}
-	const width = 14
-	const q = `INSERT INTO scores (coin_id, day, ` + scoreValueColumns + `, source, run_id) VALUES `
-	per := scoreRowsPerStatement
-	var full *sqlx.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot prepare", dc)
 		}
-	}()
-	days := make([]string, b.To-b.From+1)
-	args := make([]any, 0, per*width)
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		var err error
-		if n == per {
-			if full == nil {
-				if full, err = tx.PreparexContext(ctx, q+placeholders(per, width)); err != nil {
+		// The row counts of the statements, largest first. A run of rows of
+		// one coin and source goes in with as many of the largest as fit,
+		// then the smaller ones.
+		sizes := [...]int{256, 64, 16, 4, 1}
+		var stmts [len(sizes)]driver.Stmt
+		defer func() {
+			for _, st := range stmts {
+				if st != nil {
+					st.Close()
+				}
+			}
+		}()
+		exec := func(k int, args []driver.NamedValue) error {
+			if stmts[k] == nil {
+				st, err := pc.PrepareContext(ctx, scoreInsertSQL(sizes[k]))
+				if err != nil {
 					return err
 				}
+				stmts[k] = st
 			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, q+placeholders(n, width), args...)
+			ex, ok := stmts[k].(driver.StmtExecContext)
+			if !ok {
+				return fmt.Errorf("sqlstore: the SQLite driver statement %T cannot execute", stmts[k])
+			}
+			_, err := ex.ExecContext(ctx, args)
+			return err
 		}
-		args, n = args[:0], 0
-		return err
-	}
-	for i := range b.Coins {
-		c := &b.Coins[i]
-		cols := c.values()
-		for j, d := range c.Days {
-			ds := days[d-b.From]
-			if ds == "" {
-				ds = dayArg(d)
-				days[d-b.From] = ds
-			}
-			args = append(args, c.CoinID, ds)
-			for _, col := range cols {
-				if col == nil {
-					args = append(args, nil)
-				} else {
-					args = append(args, nullable(col[j]))
+		args := make([]driver.NamedValue, 3+sizes[0]*scoreInsertWidth)
+		for i := range args {
+			args[i].Ordinal = i + 1
+		}
+		args[0].Value = runID
+		// Each distinct day is formatted (and boxed) once per batch.
+		days := make([]driver.Value, b.To-b.From+1)
+		for ci := range b.Coins {
+			c := &b.Coins[ci]
+			cols := c.values()
+			args[1].Value = c.CoinID
+			for j := 0; j < len(c.Days); {
+				si := c.SourceIndex[j]
+				end := j + 1
+				for end < len(c.Days) && c.SourceIndex[end] == si {
+					end++
+				}
+				args[2].Value = c.Sources[si]
+				for j < end {
+					k := 0
+					for sizes[k] > end-j {
+						k++
+					}
+					n := sizes[k]
+					a := args[3 : 3+n*scoreInsertWidth]
+					for r := range n {
+						row := a[r*scoreInsertWidth : (r+1)*scoreInsertWidth]
+						d := c.Days[j+r] - b.From
+						if days[d] == nil {
+							days[d] = dayArg(c.Days[j+r])
+						}
+						row[0].Value = days[d]
+						for v, col := range cols {
+							if col == nil {
+								row[1+v].Value = nil
+							} else {
+								row[1+v].Value = nullable(col[j+r])
+							}
+						}
+					}
+					if err := exec(k, args[:3+n*scoreInsertWidth]); err != nil {
+						return err
+					}
+					j += n
 				}
 			}
-			args = append(args, c.Sources[c.SourceIndex[j]], runID)
-			if n++; n == per {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
 		}
-	}
-	return flush()
+		return nil
+	})
 }
 
 // refreshLatest rewrites the latest_scores rows of coins ids from their
