@@ -196,8 +196,7 @@ func (s *Store) commitWritesSQLite(ctx context.Context, now time.Time, ws []*job
 }
 
 // commitWritesPostgres sends the whole transaction in one round trip (a
-// pgx batch, pipelined): BEGIN, one statement per wave's new jobs and per
-// kind of transition (each appends its events itself), COMMIT.
+// pgx batch, pipelined): BEGIN, one statement per wave, COMMIT.
 func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*jobWrite) error {
 	conn, err := s.db.DB.DB.Conn(ctx)
 	if err != nil {
@@ -223,13 +222,15 @@ func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*j
 			b.Queue("SET LOCAL synchronous_commit = off")
 		}
 		for wave := range waves(ws) {
+			st := &waveStatement{at: now}
 			creates, kinds := sortWave(wave)
 			if len(creates) > 0 {
-				queueCreatesPostgres(b, creates)
+				st.creates(creates)
 			}
 			for _, k := range kinds {
-				queueTransitionPostgres(b, now, k.kind, k.writes)
+				st.transition(k.kind, k.writes)
 			}
+			b.Queue(st.sql(), st.args...).Query(func(rows pgx.Rows) error { return markApplied(rows, wave) })
 		}
 		b.Queue("COMMIT")
 		err := pc.SendBatch(ctx, b).Close()
@@ -321,21 +322,43 @@ func markApplied(rows returned, ws []*jobWrite) error {
 	return rows.Err()
 }
 
-// queueCreatesPostgres queues the insert of the jobs and their "queued"
-// events, in one statement. A job whose ID or keys are taken is skipped.
-func queueCreatesPostgres(b *pgx.Batch, ws []*jobWrite) {
-	const q = `WITH j AS (
-			INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
-				result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
-			SELECT id, type, queue, params::jsonb, 'queued', 0, '', 0, max_retry,
-				NULL, '', submitted_by, idem, dedupe, 1, created_at, created_at
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
-				AS v(id, type, queue, params, max_retry, submitted_by, idem, dedupe, created_at)
-			ON CONFLICT DO NOTHING
-			RETURNING id, created_at)
+// waveStatement builds the PostgreSQL statement of one wave: one
+// data-modifying CTE for its new jobs and one per kind of transition, and
+// one INSERT of all their events, returning (job ID, sequence number) for
+// each write applied. One statement, planned once, instead of one per
+// kind: on PostgreSQL the per-statement cost dominated small groups.
+type waveStatement struct {
+	at    time.Time // the group's time
+	atRef string    // its placeholder, once used
+	ctes  []string
+	parts []string // SELECTs of the events, one per CTE
+	args  []any
+}
+
+// now returns the placeholder of the group's time.
+func (st *waveStatement) now() string {
+	if st.atRef == "" {
+		st.atRef = st.param(st.at, "timestamptz")
+	}
+	return st.atRef
+}
+
+// param adds a bind value and returns its placeholder with a cast.
+func (st *waveStatement) param(v any, typ string) string {
+	st.args = append(st.args, v)
+	return "$" + strconv.Itoa(len(st.args)) + "::" + typ
+}
+
+func (st *waveStatement) sql() string {
+	return `WITH ` + strings.Join(st.ctes, ",\n") + `
 		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
-		SELECT id, 1, 'queued', 0, 'queued', NULL, created_at FROM j
+		` + strings.Join(st.parts, "\nUNION ALL ") + `
 		RETURNING job_id, seq`
+}
+
+// creates adds the insert of the jobs, skipping any whose ID or keys are
+// taken, with their "queued" events.
+func (st *waveStatement) creates(ws []*jobWrite) {
 	n := len(ws)
 	ids, types, queues, params := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	maxRetry, by := make([]int32, n), make([]string, n)
@@ -347,50 +370,25 @@ func queueCreatesPostgres(b *pgx.Batch, ws []*jobWrite) {
 		maxRetry[i], by[i], created[i] = int32(j.MaxRetry), j.SubmittedBy, j.CreatedAt
 		idem[i], dedupe[i] = optional(j.IdempotencyKey), optional(j.DedupeKey)
 	}
-	b.Queue(q, ids, types, queues, params, maxRetry, by, idem, dedupe, created).
-		Query(func(rows pgx.Rows) error { return markApplied(rows, ws) })
+	arrays := strings.Join([]string{
+		st.param(ids, "text[]"), st.param(types, "text[]"), st.param(queues, "text[]"), st.param(params, "text[]"),
+		st.param(maxRetry, "integer[]"), st.param(by, "text[]"), st.param(idem, "text[]"), st.param(dedupe, "text[]"),
+		st.param(created, "timestamptz[]"),
+	}, ", ")
+	st.ctes = append(st.ctes, `c AS (
+			INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
+				result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
+			SELECT id, type, queue, params::jsonb, 'queued', 0, '', 0, max_retry,
+				NULL, '', submitted_by, idem, dedupe, 1, created_at, created_at
+			FROM unnest(`+arrays+`) AS v(id, type, queue, params, max_retry, submitted_by, idem, dedupe, created_at)
+			ON CONFLICT DO NOTHING
+			RETURNING id, created_at)`)
+	st.parts = append(st.parts, `SELECT id, 1, 'queued', 0, 'queued', NULL::jsonb, created_at FROM c`)
 }
 
-func optional(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-// queueTransitionPostgres queues one kind of transition of the wave's jobs
-// with their events, in one statement.
-func queueTransitionPostgres(b *pgx.Batch, now time.Time, k *transitionKind, ws []*jobWrite) {
-	// $1 now, $2.. the columns of v: id, the event, then the kind's values.
-	cols := []string{"id", "kind", "percent", "message", "data"}
-	types := []string{"text", "text", "integer", "text", "text"}
-	for i, t := range k.args {
-		cols, types = append(cols, "a"+strconv.Itoa(i+1)), append(types, t)
-	}
-	arrays := make([]string, len(cols))
-	for i, t := range types {
-		if t == "jsonb" {
-			t = "text" // cast per element below
-		}
-		arrays[i] = fmt.Sprintf("$%d::%s[]", i+2, t)
-	}
-	set := strings.ReplaceAll(k.set, "{now}", "$1")
-	for i, t := range k.args {
-		ref := "v.a" + strconv.Itoa(i+1)
-		if t == "jsonb" {
-			ref += "::jsonb"
-		}
-		set = strings.ReplaceAll(set, "{a"+strconv.Itoa(i+1)+"}", ref)
-	}
-	q := `WITH u AS (
-			UPDATE jobs SET last_seq = jobs.last_seq + 1, updated_at = $1, ` + set + `
-			FROM unnest(` + strings.Join(arrays, ", ") + `) AS v(` + strings.Join(cols, ", ") + `)
-			WHERE jobs.id = v.id AND jobs.status IN (` + k.statusList() + `)
-			RETURNING jobs.id, jobs.last_seq, v.kind, v.percent, v.message, v.data)
-		INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
-		SELECT id, last_seq, kind, percent, message, data::jsonb, $1 FROM u
-		RETURNING job_id, seq`
-
+// transition adds one kind of transition of the wave's jobs, with their
+// events.
+func (st *waveStatement) transition(k *transitionKind, ws []*jobWrite) {
 	n := len(ws)
 	ids, kinds, messages := make([]string, n), make([]string, n), make([]string, n)
 	percents, data := make([]int32, n), make([]*string, n)
@@ -402,11 +400,34 @@ func queueTransitionPostgres(b *pgx.Batch, now time.Time, k *transitionKind, ws 
 			vals[a] = append(vals[a], w.args[a])
 		}
 	}
-	args := []any{now, ids, kinds, percents, messages, data}
+	cols := []string{"id", "kind", "percent", "message", "data"}
+	arrays := []string{st.param(ids, "text[]"), st.param(kinds, "text[]"), st.param(percents, "integer[]"),
+		st.param(messages, "text[]"), st.param(data, "text[]")}
+	now := st.now()
+	set := strings.ReplaceAll(k.set, "{now}", now)
 	for a, t := range k.args {
-		args = append(args, pgArray(t, vals[a]))
+		name := "a" + strconv.Itoa(a+1)
+		ref := "v." + name
+		if t == "jsonb" {
+			t, ref = "text", ref+"::jsonb" // cast per element
+		}
+		cols, arrays = append(cols, name), append(arrays, st.param(pgArray(k.args[a], vals[a]), t+"[]"))
+		set = strings.ReplaceAll(set, "{"+name+"}", ref)
 	}
-	b.Queue(q, args...).Query(func(rows pgx.Rows) error { return markApplied(rows, ws) })
+	u := "u" + strconv.Itoa(len(st.ctes))
+	st.ctes = append(st.ctes, u+` AS (
+			UPDATE jobs SET last_seq = jobs.last_seq + 1, updated_at = `+now+`, `+set+`
+			FROM unnest(`+strings.Join(arrays, ", ")+`) AS v(`+strings.Join(cols, ", ")+`)
+			WHERE jobs.id = v.id AND jobs.status IN (`+k.statusList()+`)
+			RETURNING jobs.id, jobs.last_seq, v.kind, v.percent, v.message, v.data)`)
+	st.parts = append(st.parts, `SELECT id, last_seq, kind, percent, message, data::jsonb, `+now+` FROM `+u)
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // pgArray turns a kind's values into a typed slice pgx encodes as an array.
