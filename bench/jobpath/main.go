@@ -515,7 +515,7 @@ const (
 	opEnqueue     = "full: asynq enqueue"
 	opAttempt     = "full: Runner attempt"
 	opStart       = "full: store.StartAttempt"
-	opProgress    = "full: store.Progress"
+	opProgress    = "full: store.ProgressAsync"
 	opSucceed     = "full: store.Succeed"
 	opPublish     = "full: bus.Publish"
 )
@@ -586,9 +586,14 @@ func (s *timedStore) StartAttempt(ctx context.Context, id string) (tokenlysis.Jo
 	return s.Store.StartAttempt(ctx, id)
 }
 
-func (s *timedStore) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
-	defer s.ops.observe(opProgress, time.Now())
-	return s.Store.Progress(ctx, id, ev)
+// ProgressAsync times from the report to its outcome (the write committed).
+func (s *timedStore) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) func() (tokenlysis.JobEvent, error) {
+	start := time.Now()
+	wait := s.Store.ProgressAsync(ctx, id, ev)
+	return func() (tokenlysis.JobEvent, error) {
+		defer s.ops.observe(opProgress, start)
+		return wait()
+	}
 }
 
 func (s *timedStore) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {

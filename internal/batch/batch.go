@@ -26,7 +26,9 @@ type Group[T any] struct {
 
 type entry[T any] struct {
 	item  T
-	wake  chan bool   // true: lead group; false: done
+	wake  chan bool     // Do: true, lead group; false, done
+	done  chan struct{} // Go: closed when its group has run
+	ctx   context.Context
 	group []*entry[T] // the group to run, when handed the lead
 }
 
@@ -49,22 +51,41 @@ func New[T any](run func(ctx context.Context, items []T), cfg Config) *Group[T] 
 // Do runs item in a group and returns when that group has run.
 func (g *Group[T]) Do(ctx context.Context, item T) {
 	e := &entry[T]{item: item, wake: make(chan bool, 1)}
+	if g.enqueue(e) || <-e.wake {
+		g.lead(ctx, e)
+	}
+}
+
+// Go queues item without waiting: wait returns when its group has run.
+// With Concurrent 1, the items one goroutine queues (with Go or Do) run in
+// the order it queued them, so a later Do sees what an earlier Go did.
+func (g *Group[T]) Go(ctx context.Context, item T) (wait func()) {
+	e := &entry[T]{item: item, done: make(chan struct{}), ctx: context.WithoutCancel(ctx)}
+	if g.enqueue(e) {
+		go g.lead(e.ctx, e)
+	}
+	return func() { <-e.done }
+}
+
+// enqueue adds e to pending. It reports whether e leads at once, with its
+// group taken; otherwise a finishing leader hands the lead on.
+func (g *Group[T]) enqueue(e *entry[T]) bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.calls++
 	g.pending = append(g.pending, e)
 	if g.inFlight >= g.limit {
-		g.mu.Unlock()
-		if lead := <-e.wake; !lead {
-			return
-		}
-		// Handed the lead together with its group (taken under the lock,
-		// so that no other finishing leader hands the same one).
-	} else {
-		g.inFlight++
-		e.group = g.take()
-		g.mu.Unlock()
+		return false
 	}
+	g.inFlight++
+	e.group = g.take()
+	return true
+}
 
+// lead runs e's group, tells its callers, and hands the lead to the first
+// pending call with the next group (taken under the lock, so that no other
+// finishing leader hands the same one), or gives up its place.
+func (g *Group[T]) lead(ctx context.Context, e *entry[T]) {
 	group := e.group
 	e.group = nil
 	items := make([]T, len(group))
@@ -73,21 +94,28 @@ func (g *Group[T]) Do(ctx context.Context, item T) {
 	}
 	g.run(ctx, items)
 	for _, o := range group {
-		if o != e {
+		switch {
+		case o.done != nil:
+			close(o.done)
+		case o != e:
 			o.wake <- false
 		}
 	}
 
 	g.mu.Lock()
-	if len(g.pending) > 0 {
-		next := g.pending[0]
-		next.group = g.take()
+	if len(g.pending) == 0 {
+		g.inFlight--
 		g.mu.Unlock()
-		next.wake <- true
 		return
 	}
-	g.inFlight--
+	next := g.pending[0]
+	next.group = g.take()
 	g.mu.Unlock()
+	if next.done != nil {
+		go g.lead(next.ctx, next) // a Go call: nobody waits to lead
+	} else {
+		next.wake <- true
+	}
 }
 
 // take removes the next group from pending. g.mu must be held.

@@ -118,3 +118,68 @@ func TestGroupKeepsOneCallersOrder(t *testing.T) {
 		t.Fatalf("%d of 200 calls ran", next)
 	}
 }
+
+func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
+	var mu sync.Mutex
+	var order []int
+	g := batch.New(func(_ context.Context, items []int) {
+		time.Sleep(50 * time.Microsecond)
+		mu.Lock()
+		order = append(order, items...)
+		mu.Unlock()
+	}, batch.Config{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					g.Go(context.Background(), -1)()
+				}
+			}
+		}()
+	}
+	// One goroutine queues two items without waiting, then one with Do:
+	// when Do returns, all three have run, in order.
+	for i := 0; i < 300; i += 3 {
+		w1 := g.Go(context.Background(), i)
+		w2 := g.Go(context.Background(), i+1)
+		g.Do(context.Background(), i+2)
+		w1()
+		w2()
+		mu.Lock()
+		last := order[len(order)-1]
+		mu.Unlock()
+		if last < i+2 && last != -1 {
+			t.Fatalf("Do(%d) returned before it ran (last ran: %d)", i+2, last)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	next := 0
+	for _, v := range order {
+		if v < 0 {
+			continue
+		}
+		if v != next {
+			t.Fatalf("item %d ran where %d was due", v, next)
+		}
+		next++
+	}
+	if next != 300 {
+		t.Fatalf("%d of 300 items ran", next)
+	}
+	// A lone Go with nothing else queued still runs.
+	ran := make(chan struct{})
+	batch.New(func(_ context.Context, items []int) { close(ran) }, batch.Config{}).Go(context.Background(), 1)()
+	select {
+	case <-ran:
+	default:
+		t.Fatal("wait returned before the group ran")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 
 	"github.com/hibiken/asynq"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
@@ -16,7 +17,7 @@ import (
 // RunStore is what the Runner needs of the SQL store.
 type RunStore interface {
 	StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error)
-	Progress(ctx context.Context, id string, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error)
+	ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) (wait func() (tokenlysis.JobEvent, error))
 	Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 	Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error)
 	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
@@ -55,12 +56,34 @@ type run struct {
 	id     string
 	r      *Runner
 	result json.RawMessage
+
+	mu      sync.Mutex
+	pending chan struct{} // closed once the last report is written and published
+	err     error         // the first report that failed
+}
+
+// settle waits until the reports made so far are written and published,
+// and returns the error of the first that failed.
+func (rn *run) settle() error {
+	rn.mu.Lock()
+	pending := rn.pending
+	rn.mu.Unlock()
+	if pending != nil {
+		<-pending
+	}
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return rn.err
 }
 
 // Report records progress of the running job: percent (0–100), a message
-// and optional data (any JSON-encodable value). It returns an ECONFLICT
-// error when the job was canceled meanwhile: the handler should stop and
-// return it.
+// and optional data (any JSON-encodable value). The event is written and
+// published in the background, in order: Report first waits for the
+// previous report's write, not for its own, so that the handler goes on at
+// once and its last report shares a commit with the job's end. It returns
+// the error of an earlier report: ECONFLICT once one found the job
+// canceled, and the handler should stop and return it (the context of a
+// running handler is also canceled on cancel).
 func Report(ctx context.Context, percent int, message string, data any) error {
 	return report(ctx, tokenlysis.EventProgress, percent, message, data)
 }
@@ -84,11 +107,31 @@ func report(ctx context.Context, kind tokenlysis.EventKind, percent int, message
 		}
 		ev.Data = b
 	}
-	ev, err := rn.r.store.Progress(context.WithoutCancel(ctx), rn.id, ev)
-	if err != nil {
+	if err := rn.settle(); err != nil {
 		return err
 	}
-	publish(ctx, rn.r.pub, rn.r.log, ev)
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	// Queued now, so that the next write of this job comes after it.
+	wait := rn.r.store.ProgressAsync(context.WithoutCancel(ctx), rn.id, ev)
+	prev, done := rn.pending, make(chan struct{})
+	rn.pending = done
+	go func() {
+		defer close(done)
+		ev, err := wait()
+		if prev != nil {
+			<-prev // publish in order
+		}
+		if err != nil {
+			rn.mu.Lock()
+			if rn.err == nil {
+				rn.err = err
+			}
+			rn.mu.Unlock()
+			return
+		}
+		publish(ctx, rn.r.pub, rn.r.log, ev)
+	}()
 	return nil
 }
 
@@ -133,7 +176,10 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		rn := &run{id: id, r: r}
 		err = safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
 		if err == nil {
+			// Written after the reports (queued before it), then published
+			// after theirs.
 			ev, ferr := r.store.Succeed(bg, id, rn.result)
+			rn.settle()
 			if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
 				r.observe(t.Type(), "canceled", nil)
 				return nil // canceled while finishing: the cancel stands
@@ -145,6 +191,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			return nil
 		}
 
+		rn.settle()
 		// The job may have been canceled (and perhaps queued again by a
 		// retry): then this attempt no longer owns it, its error is the
 		// cancellation's echo, and nothing must be recorded or retried.

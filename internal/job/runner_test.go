@@ -142,7 +142,15 @@ func TestRunner(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			var flaky atomic.Int32
 			release := make(chan struct{})
+			lateReport := make(chan error, 1)
 			tb := setup(t, d, map[string]asynq.HandlerFunc{
+				"t:late": func(ctx context.Context, _ *asynq.Task) error {
+					job.Report(ctx, 1, "first", nil)
+					<-ctx.Done()                     // canceled
+					job.Report(ctx, 50, "late", nil) // written in the background: refused
+					lateReport <- job.Report(ctx, 60, "later", nil)
+					return nil
+				},
 				"t:ok": func(ctx context.Context, _ *asynq.Task) error {
 					if err := job.Report(ctx, 50, "half", map[string]int{"n": 1}); err != nil {
 						return err
@@ -253,6 +261,25 @@ func TestRunner(t *testing.T) {
 					t.Fatalf("second pass re-enqueued %d jobs", n)
 				}
 				tb.svc.Cancel(context.Background(), tb.user, held.ID)
+			})
+			t.Run("a report after the cancel returns the conflict", func(t *testing.T) {
+				j := tb.submit(t, "t:late")
+				tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning && j.Percent == 1 })
+				if _, err := tb.svc.Cancel(context.Background(), tb.user, j.ID); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case err := <-lateReport:
+					if tokenlysis.ErrorCode(err) != tokenlysis.ECONFLICT {
+						t.Fatalf("report after a refused one = %v, want conflict", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("the handler never reported after the cancel")
+				}
+				tb.waitTaskGone(t, j.ID)
+				if got := tb.kinds(t, j.ID); got != "queued,started,progress,canceled" {
+					t.Fatalf("events = %s", got)
+				}
 			})
 			t.Run("a job canceled before it starts never runs", func(t *testing.T) {
 				// Every worker slot is held, so the job cannot start before

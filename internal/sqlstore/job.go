@@ -211,19 +211,25 @@ var (
 func (s *Store) transition(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool) (tokenlysis.JobEvent, error) {
 	w := &jobWrite{id: id, kind: k, args: args, ev: ev, durable: durable}
 	s.write(ctx, w)
-	ev.JobID, ev.Seq, ev.CreatedAt = id, w.seq, w.at
+	return s.outcome(ctx, w)
+}
+
+// outcome turns a committed transition into its event or its error.
+func (s *Store) outcome(ctx context.Context, w *jobWrite) (tokenlysis.JobEvent, error) {
+	ev := w.ev
+	ev.JobID, ev.Seq, ev.CreatedAt = w.id, w.seq, w.at
 	if w.err != nil {
-		return ev, wrap(k.op, w.err)
+		return ev, wrap(w.kind.op, w.err)
 	}
 	if w.applied {
 		return ev, nil
 	}
 	var status string
-	err := s.db.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), id)
+	err := s.db.GetContext(ctx, &status, s.rebind(`SELECT status FROM jobs WHERE id = ?`), w.id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ev, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "Job not found.")
 	} else if err != nil {
-		return ev, wrap(k.op, err)
+		return ev, wrap(w.kind.op, err)
 	}
 	return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job is " + status + "."}
 }
@@ -245,6 +251,24 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 		ev.Kind = tokenlysis.EventProgress
 	}
 	return s.transition(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false)
+}
+
+// ProgressAsync is Progress without waiting for the commit: it queues the
+// write and returns; wait returns what Progress would have. A write this
+// goroutine makes afterwards is committed after this one (in the same
+// transaction when they go together), so a handler's last progress and the
+// job's success usually cost one commit.
+func (s *Store) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) (wait func() (tokenlysis.JobEvent, error)) {
+	if ev.Kind == "" {
+		ev.Kind = tokenlysis.EventProgress
+	}
+	w := &jobWrite{id: id, kind: kindProgress, args: []any{ev.Percent, ev.Message}, ev: ev}
+	s.writes.Add(1)
+	done := s.journal.Go(ctx, w)
+	return func() (tokenlysis.JobEvent, error) {
+		done()
+		return s.outcome(context.WithoutCancel(ctx), w)
+	}
 }
 
 // Retrying records that a running attempt failed and asynq will try again.

@@ -290,6 +290,30 @@ func TestJobs(t *testing.T) {
 			t.Logf("%d job writes in %d commits", writes, commits)
 		})
 
+		t.Run("a progress written in the background lands before the next write", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("async"))
+			if _, err := s.StartAttempt(ctx, j.ID); err != nil {
+				t.Fatal(err)
+			}
+			wait := s.ProgressAsync(ctx, j.ID, tokenlysis.JobEvent{Percent: 100, Message: "done"})
+			done, err := s.Succeed(ctx, j.ID, nil)
+			if err != nil || done.Seq != 4 {
+				t.Fatalf("Succeed after a queued progress = %+v, %v; want seq 4", done, err)
+			}
+			ev, err := wait()
+			if err != nil || ev.Seq != 3 || ev.Kind != tokenlysis.EventProgress || ev.CreatedAt.IsZero() {
+				t.Fatalf("queued progress = %+v, %v; want seq 3", ev, err)
+			}
+			evs, _ := s.Events(ctx, j.ID, 0, 10)
+			if len(evs) != 4 || evs[2].Message != "done" || evs[3].Kind != tokenlysis.EventSucceeded {
+				t.Fatalf("events = %+v", evs)
+			}
+			// On a job that ended meanwhile, the outcome is the conflict.
+			if _, err := s.ProgressAsync(ctx, j.ID, tokenlysis.JobEvent{Percent: 1})(); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("progress of a finished job = %v, want conflict", err)
+			}
+		})
+
 		t.Run("a write the database refuses fails alone", func(t *testing.T) {
 			// PostgreSQL refuses a result that is not JSON; in a group, that
 			// must fail only its own write. (SQLite stores it as text.)
