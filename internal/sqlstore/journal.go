@@ -211,6 +211,14 @@ func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*j
 		pc := sc.Conn()
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
+		// pgx prepares each statement, and after five runs PostgreSQL may
+		// switch to a generic plan, made without the arrays' lengths.
+		// With the jobs table growing and not analysed, the generic plans
+		// made every group slower as it grew (P1 on PostgreSQL over
+		// 30,000 jobs: 260–300 jobs/s, 3.6 ms of server CPU per job;
+		// 1,700 jobs/s with custom plans), while a custom plan sees a
+		// handful of IDs and looks each up by primary key.
+		b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
 		durable := false
 		for _, w := range ws {
 			durable = durable || w.create != nil || w.durable
