@@ -1049,6 +1049,25 @@ func (s *Store) loadHistorySQLite(ctx context.Context, conn *sql.Conn, f History
 	if err != nil {
 		return err
 	}
+	return driverRows(ctx, conn, q, args, 6, func(dest []driver.Value) error {
+		id, ok1 := dest[0].(string)
+		dayText, ok2 := dest[1].(string)
+		src, ok3 := dest[5].(string)
+		day, ok4 := parseDay(dayText)
+		price, ok5 := floatValue(dest[2])
+		mcap, ok6 := floatValue(dest[3])
+		vol, ok7 := floatValue(dest[4])
+		if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
+			return fmt.Errorf("sqlstore: unexpected price_history row %v", dest)
+		}
+		return addRow(hb, id, day, price, mcap, vol, src)
+	})
+}
+
+// driverRows runs q on the SQLite driver connection under conn and calls
+// each with every row's values, straight from the driver: reading a
+// million rows, database/sql's conversions were most of the time.
+func driverRows(ctx context.Context, conn *sql.Conn, q string, args []any, columns int, each func(dest []driver.Value) error) error {
 	return conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
 		if !ok {
@@ -1063,24 +1082,14 @@ func (s *Store) loadHistorySQLite(ctx context.Context, conn *sql.Conn, f History
 			return err
 		}
 		defer rows.Close()
-		dest := make([]driver.Value, 6)
+		dest := make([]driver.Value, columns)
 		for {
 			if err := rows.Next(dest); err == io.EOF {
 				return nil
 			} else if err != nil {
 				return err
 			}
-			id, ok1 := dest[0].(string)
-			dayText, ok2 := dest[1].(string)
-			src, ok3 := dest[5].(string)
-			day, ok4 := parseDay(dayText)
-			price, ok5 := floatValue(dest[2])
-			mcap, ok6 := floatValue(dest[3])
-			vol, ok7 := floatValue(dest[4])
-			if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
-				return fmt.Errorf("sqlstore: unexpected price_history row %v", dest)
-			}
-			if err := addRow(hb, id, day, price, mcap, vol, src); err != nil {
+			if err := each(dest); err != nil {
 				return err
 			}
 		}

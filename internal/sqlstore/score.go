@@ -395,47 +395,27 @@ func (c *ScoreColumns) subset(idx []int) ScoreColumns {
 // as loadHistorySQLite does: a rerun reads back every row it might
 // rewrite, and database/sql's conversions were most of that time.
 func readStoredSQLite(ctx context.Context, conn *sql.Conn, st *storedScores, q string, args []any) error {
-	return conn.Raw(func(dc any) error {
-		qc, ok := dc.(driver.QueryerContext)
+	var fv [10]float64
+	return driverRows(ctx, conn, q, args, 13, func(dest []driver.Value) error {
+		coin, ok := dest[0].(string)
+		dayText, ok1 := dest[1].(string)
+		source, ok2 := dest[12].(string)
+		day, ok3 := parseDay(dayText)
+		ok = ok && ok1 && ok2 && ok3
+		for k := range fv {
+			var okf bool
+			if fv[k], okf = floatValue(dest[2+k]); !okf {
+				ok = false
+			}
+		}
 		if !ok {
-			return fmt.Errorf("sqlstore: the SQLite driver connection %T cannot query", dc)
+			return fmt.Errorf("sqlstore: unexpected scores row %v", dest)
 		}
-		named := make([]driver.NamedValue, len(args))
-		for i, a := range args {
-			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		if n := len(st.coins); n > 0 && st.coins[n-1] == coin {
+			coin = st.coins[n-1] // share the string
 		}
-		rows, err := qc.QueryContext(ctx, q, named)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		dest := make([]driver.Value, 13)
-		var fv [10]float64
-		for {
-			if err := rows.Next(dest); err == io.EOF {
-				return nil
-			} else if err != nil {
-				return err
-			}
-			coin, ok := dest[0].(string)
-			dayText, ok1 := dest[1].(string)
-			source, ok2 := dest[12].(string)
-			day, ok3 := parseDay(dayText)
-			ok = ok && ok1 && ok2 && ok3
-			for k := range fv {
-				var okf bool
-				if fv[k], okf = floatValue(dest[2+k]); !okf {
-					ok = false
-				}
-			}
-			if !ok {
-				return fmt.Errorf("sqlstore: unexpected scores row %v", dest)
-			}
-			if n := len(st.coins); n > 0 && st.coins[n-1] == coin {
-				coin = st.coins[n-1] // share the string
-			}
-			st.add(coin, day, &fv, source)
-		}
+		st.add(coin, day, &fv, source)
+		return nil
 	})
 }
 
