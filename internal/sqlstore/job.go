@@ -176,25 +176,16 @@ func (s *Store) ListJobs(ctx context.Context, f tokenlysis.JobFilter) ([]tokenly
 func (s *Store) Events(ctx context.Context, jobID string, after int64, limit int) ([]tokenlysis.JobEvent, error) {
 	const q = `SELECT seq, kind, percent, message, data, created_at FROM job_events
 		WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`
-	rows, err := s.db.QueryxContext(ctx, s.rebind(q), jobID, after, limit)
-	if err != nil {
-		return nil, wrap("list events", err)
-	}
-	defer rows.Close()
-	events := []tokenlysis.JobEvent{}
-	for rows.Next() {
+	return queryRows(ctx, s, "list events", q, []any{jobID, after, limit}, func(row scanner) (tokenlysis.JobEvent, error) {
 		ev := tokenlysis.JobEvent{JobID: jobID}
 		var data sql.NullString
-		if err := rows.Scan(&ev.Seq, &ev.Kind, &ev.Percent, &ev.Message, &data, &ev.CreatedAt); err != nil {
-			return nil, wrap("list events", err)
-		}
+		err := row.Scan(&ev.Seq, &ev.Kind, &ev.Percent, &ev.Message, &data, &ev.CreatedAt)
 		if data.Valid {
 			ev.Data = json.RawMessage(data.String)
 		}
 		ev.CreatedAt = ev.CreatedAt.UTC()
-		events = append(events, ev)
-	}
-	return events, wrap("list events", rows.Err())
+		return ev, err
+	})
 }
 
 var (

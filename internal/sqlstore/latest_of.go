@@ -17,19 +17,5 @@ func (s *Store) LatestScoresOf(ctx context.Context, coinIDs []string) ([]Score, 
 	if err != nil {
 		return nil, wrap("latest scores of coins", err)
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, wrap("latest scores of coins", err)
-	}
-	defer rows.Close()
-	out := []Score{}
-	var ss scoreScan
-	dest := ss.dest()
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, wrap("latest scores of coins", err)
-		}
-		out = append(out, ss.score())
-	}
-	return out, wrap("latest scores of coins", rows.Err())
+	return queryRows(ctx, s, "latest scores of coins", q, args, scanScore)
 }

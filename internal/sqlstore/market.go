@@ -455,25 +455,13 @@ func (s *Store) ListCoins(ctx context.Context, f CoinFilter) ([]Coin, error) {
 	if err != nil {
 		return nil, wrap("list coins", err)
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, wrap("list coins", err)
-	}
-	defer rows.Close()
-	coins := []Coin{}
-	var cs coinScan
-	for rows.Next() {
-		cs = coinScan{}
-		if err := rows.Scan(cs.dest()...); err != nil {
-			return nil, wrap("list coins", err)
+	return queryRows(ctx, s, "list coins", q, args, func(row scanner) (Coin, error) {
+		var cs coinScan
+		if err := row.Scan(cs.dest()...); err != nil {
+			return Coin{}, err
 		}
-		c, err := cs.coin()
-		if err != nil {
-			return nil, wrap("list coins", err)
-		}
-		coins = append(coins, c)
-	}
-	return coins, wrap("list coins", rows.Err())
+		return cs.coin()
+	})
 }
 
 // missingCoin returns the first of ids that is not a coin, or "" when
@@ -610,29 +598,22 @@ func (s *Store) TopMarkets(ctx context.Context, limit int) ([]Market, error) {
 	const q = `SELECT ` + coinColumns + `, m.price, m.market_cap, m.volume_24h, m.rank, m.change_24h, m.as_of, m.source
 		FROM market_snapshots m JOIN coins c ON c.id = m.coin_id
 		ORDER BY m.market_cap DESC NULLS LAST, m.coin_id LIMIT ?`
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), limit)
-	if err != nil {
-		return nil, wrap("top markets", err)
-	}
-	defer rows.Close()
-	out := []Market{}
-	for rows.Next() {
+	return queryRows(ctx, s, "top markets", q, []any{limit}, func(row scanner) (Market, error) {
 		var cs coinScan
 		var price, mcap, vol, change sql.NullFloat64
 		var rank sql.NullInt64
 		var m Snapshot
-		if err := rows.Scan(append(cs.dest(), &price, &mcap, &vol, &rank, &change, &m.AsOf, &m.Source)...); err != nil {
-			return nil, wrap("top markets", err)
+		if err := row.Scan(append(cs.dest(), &price, &mcap, &vol, &rank, &change, &m.AsOf, &m.Source)...); err != nil {
+			return Market{}, err
 		}
 		c, err := cs.coin()
 		if err != nil {
-			return nil, wrap("top markets", err)
+			return Market{}, err
 		}
 		m.CoinID, m.Price, m.MarketCap, m.Volume24h, m.Change24h = c.ID, nanOf(price), nanOf(mcap), nanOf(vol), nanOf(change)
 		m.Rank, m.AsOf = int(rank.Int64), m.AsOf.UTC()
-		out = append(out, Market{Coin: c, Snapshot: m})
-	}
-	return out, wrap("top markets", rows.Err())
+		return Market{Coin: c, Snapshot: m}, nil
+	})
 }
 
 // HistoryRow is one day of a coin's market history. Price is required
@@ -1222,24 +1203,16 @@ func (s *Store) PriceHistory(ctx context.Context, coinID string, from, to time.T
 	where, args := dayBounds(from, to)
 	where, args = append([]string{"coin_id = ?"}, where...), append([]any{coinID}, args...)
 	q := `SELECT day, price, market_cap, volume, source FROM price_history WHERE ` + strings.Join(where, " AND ") + ` ORDER BY day`
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, wrap("price history", err)
-	}
-	defer rows.Close()
-	out := []PricePoint{}
-	for rows.Next() {
+	out, err := queryRows(ctx, s, "price history", q, args, func(row scanner) (PricePoint, error) {
 		var p PricePoint
 		var day Day
 		var mcap, vol sql.NullFloat64
-		if err := rows.Scan(dayScanner{&day}, &p.Price, &mcap, &vol, &p.Source); err != nil {
-			return nil, wrap("price history", err)
-		}
+		err := row.Scan(dayScanner{&day}, &p.Price, &mcap, &vol, &p.Source)
 		p.Day, p.MarketCap, p.Volume = day.Time(), nanOf(mcap), nanOf(vol)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("price history", err)
+		return p, err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		if _, err := s.FindCoin(ctx, coinID); err != nil {
@@ -1297,10 +1270,10 @@ func (s *Store) UpsertFNG(ctx context.Context, points []FNG) (int, error) {
 	return len(points), wrap("upsert fng", tx.Commit())
 }
 
-func scanFNG(rows *sql.Rows) (FNG, error) {
+func scanFNG(row scanner) (FNG, error) {
 	var p FNG
 	var day Day
-	err := rows.Scan(dayScanner{&day}, &p.Value, &p.Classification, &p.Source)
+	err := row.Scan(dayScanner{&day}, &p.Value, &p.Classification, &p.Source)
 	p.Day = day.Time()
 	return p, err
 }
@@ -1328,19 +1301,7 @@ func (s *Store) FNGHistory(ctx context.Context, from, to time.Time, limit int) (
 	if limit > 0 {
 		q, args = q+` LIMIT ?`, append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, wrap("fng history", err)
-	}
-	defer rows.Close()
-	out := []FNG{}
-	for rows.Next() {
-		p, err := scanFNG(rows)
-		if err != nil {
-			return nil, wrap("fng history", err)
-		}
-		out = append(out, p)
-	}
+	out, err := queryRows(ctx, s, "fng history", q, args, scanFNG)
 	slices.Reverse(out)
-	return out, wrap("fng history", rows.Err())
+	return out, err
 }

@@ -890,6 +890,13 @@ type scoreScan struct {
 	vals [10]sql.NullFloat64
 }
 
+// scanScore reads one row of scoreColumns.
+func scanScore(row scanner) (Score, error) {
+	var ss scoreScan
+	err := row.Scan(ss.dest()...)
+	return ss.score(), err
+}
+
 func (ss *scoreScan) dest() []any {
 	d := []any{&ss.s.CoinID, dayScanner{&ss.day}}
 	for i := range ss.vals {
@@ -914,22 +921,9 @@ func (s *Store) ScoreHistory(ctx context.Context, coinID string, from, to time.T
 	where, args := dayBounds(from, to)
 	where, args = append([]string{"coin_id = ?"}, where...), append([]any{coinID}, args...)
 	q := `SELECT ` + scoreColumns + ` FROM scores l WHERE ` + strings.Join(where, " AND ") + ` ORDER BY day`
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	out, err := queryRows(ctx, s, "score history", q, args, scanScore)
 	if err != nil {
-		return nil, wrap("score history", err)
-	}
-	defer rows.Close()
-	out := []Score{}
-	var ss scoreScan
-	dest := ss.dest()
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, wrap("score history", err)
-		}
-		out = append(out, ss.score())
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("score history", err)
+		return nil, err
 	}
 	if len(out) == 0 {
 		if _, err := s.FindCoin(ctx, coinID); err != nil {
@@ -1163,7 +1157,7 @@ type RecalcRun struct {
 
 const recalcRunColumns = `id, job_id, scope, since, status, assets, days, rows_written, sources, started_at, finished_at, error`
 
-func scanRecalcRun(sc interface{ Scan(...any) error }) (RecalcRun, error) {
+func scanRecalcRun(sc scanner) (RecalcRun, error) {
 	var r RecalcRun
 	var job sql.NullString
 	var since nullDay
@@ -1247,18 +1241,6 @@ func (s *Store) ListRecalcRuns(ctx context.Context, limit int) ([]RecalcRun, err
 	if limit <= 0 {
 		limit = 20
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+recalcRunColumns+` FROM recalc_runs ORDER BY started_at DESC, id DESC LIMIT ?`), limit)
-	if err != nil {
-		return nil, wrap("list recalc runs", err)
-	}
-	defer rows.Close()
-	out := []RecalcRun{}
-	for rows.Next() {
-		r, err := scanRecalcRun(rows)
-		if err != nil {
-			return nil, wrap("list recalc runs", err)
-		}
-		out = append(out, r)
-	}
-	return out, wrap("list recalc runs", rows.Err())
+	return queryRows(ctx, s, "list recalc runs", `SELECT `+recalcRunColumns+` FROM recalc_runs ORDER BY started_at DESC, id DESC LIMIT ?`,
+		[]any{limit}, scanRecalcRun)
 }

@@ -62,3 +62,27 @@ func wrap(op string, err error) error {
 func (s *Store) begin(ctx context.Context) (*sqlx.Tx, error) {
 	return s.db.BeginTxx(ctx, nil)
 }
+
+// scanner is one row of a query: *sql.Rows or *sql.Row.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// queryRows runs q (rebound for the dialect) and turns every row into a T
+// with scan. Errors are wrapped with op.
+func queryRows[T any](ctx context.Context, s *Store, op, q string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		out = append(out, v)
+	}
+	return out, wrap(op, rows.Err())
+}

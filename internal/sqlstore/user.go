@@ -24,21 +24,12 @@ func (s *Store) CreateUser(ctx context.Context, u *tokenlysis.User) error {
 // ListUsers returns users ordered by ID, after the given ID, at most limit.
 func (s *Store) ListUsers(ctx context.Context, afterID int64, limit int) ([]tokenlysis.User, error) {
 	const q = `SELECT id, email, full_name, created_at FROM users WHERE id > ? ORDER BY id LIMIT ?`
-	users := []tokenlysis.User{}
-	rows, err := s.db.QueryxContext(ctx, s.rebind(q), afterID, limit)
-	if err != nil {
-		return nil, wrap("list users", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return queryRows(ctx, s, "list users", q, []any{afterID, limit}, func(row scanner) (tokenlysis.User, error) {
 		var u tokenlysis.User
-		if err := rows.Scan(&u.ID, &u.Email, &u.FullName, &u.CreatedAt); err != nil {
-			return nil, wrap("list users", err)
-		}
+		err := row.Scan(&u.ID, &u.Email, &u.FullName, &u.CreatedAt)
 		u.CreatedAt = u.CreatedAt.UTC()
-		users = append(users, u)
-	}
-	return users, wrap("list users", rows.Err())
+		return u, err
+	})
 }
 
 // FindUserByEmail returns the user with that email.
