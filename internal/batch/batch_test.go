@@ -2,6 +2,7 @@ package batch_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,62 +74,35 @@ func TestGroupRunsEveryCallOnceInBoundedGroups(t *testing.T) {
 	}
 }
 
-func TestGroupKeepsOneCallersOrder(t *testing.T) {
-	var mu sync.Mutex
-	var order []int
-	g := batch.New(func(_ context.Context, items []int) {
-		mu.Lock()
-		order = append(order, items...)
-		mu.Unlock()
-	}, batch.Config{})
-	// Other callers keep groups forming while one caller makes calls in
-	// sequence: its calls run in the order it made them.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					g.Do(context.Background(), -1)
-				}
-			}
-		}()
-	}
-	for i := range 200 {
-		g.Do(context.Background(), i)
-	}
-	close(stop)
-	wg.Wait()
-	next := 0
-	for _, v := range order {
-		if v < 0 {
-			continue
-		}
-		if v != next {
-			t.Fatalf("call %d ran where %d was due", v, next)
-		}
-		next++
-	}
-	if next != 200 {
-		t.Fatalf("%d of 200 calls ran", next)
-	}
+// recorder is a Group that records the items it ran, in order.
+type recorder struct {
+	g     *batch.Group[int]
+	mu    sync.Mutex
+	order []int
 }
 
-func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
-	var mu sync.Mutex
-	var order []int
-	g := batch.New(func(_ context.Context, items []int) {
-		time.Sleep(50 * time.Microsecond)
-		mu.Lock()
-		order = append(order, items...)
-		mu.Unlock()
+func newRecorder(pause time.Duration) *recorder {
+	r := &recorder{}
+	r.g = batch.New(func(_ context.Context, items []int) {
+		time.Sleep(pause)
+		r.mu.Lock()
+		r.order = append(r.order, items...)
+		r.mu.Unlock()
 	}, batch.Config{})
-	stop := make(chan struct{})
+	return r
+}
+
+// ran reports whether item v has run.
+func (r *recorder) ran(v int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.order, v)
+}
+
+// noise keeps other callers queueing item -1 (with Go when async, else
+// Do) so that groups keep forming, until the returned stop is called.
+func (r *recorder) noise(async bool) (stop func()) {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)
@@ -136,33 +110,26 @@ func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
 			defer wg.Done()
 			for {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
-					g.Go(context.Background(), -1)()
+					if async {
+						r.g.Go(context.Background(), -1)()
+					} else {
+						r.g.Do(context.Background(), -1)
+					}
 				}
 			}
 		}()
 	}
-	// One goroutine queues two items without waiting, then one with Do:
-	// when Do returns, all three have run, in order.
-	for i := 0; i < 300; i += 3 {
-		w1 := g.Go(context.Background(), i)
-		w2 := g.Go(context.Background(), i+1)
-		g.Do(context.Background(), i+2)
-		w1()
-		w2()
-		mu.Lock()
-		last := order[len(order)-1]
-		mu.Unlock()
-		if last < i+2 && last != -1 {
-			t.Fatalf("Do(%d) returned before it ran (last ran: %d)", i+2, last)
-		}
-	}
-	close(stop)
-	wg.Wait()
+	return func() { close(done); wg.Wait() }
+}
+
+// checkOrder fails unless items 0..n-1 ran once each, in order.
+func (r *recorder) checkOrder(t *testing.T, n int) {
+	t.Helper()
 	next := 0
-	for _, v := range order {
+	for _, v := range r.order {
 		if v < 0 {
 			continue
 		}
@@ -171,9 +138,40 @@ func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
 		}
 		next++
 	}
-	if next != 300 {
-		t.Fatalf("%d of 300 items ran", next)
+	if next != n {
+		t.Fatalf("%d of %d items ran", next, n)
 	}
+}
+
+func TestGroupKeepsOneCallersOrder(t *testing.T) {
+	// Other callers keep groups forming while one caller makes calls in
+	// sequence: its calls run in the order it made them.
+	r := newRecorder(0)
+	stop := r.noise(false)
+	for i := range 200 {
+		r.g.Do(context.Background(), i)
+	}
+	stop()
+	r.checkOrder(t, 200)
+}
+
+func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
+	r := newRecorder(50 * time.Microsecond)
+	stop := r.noise(true)
+	// One goroutine queues two items without waiting, then one with Do:
+	// when Do returns, all three have run, in order.
+	for i := 0; i < 300; i += 3 {
+		w1 := r.g.Go(context.Background(), i)
+		w2 := r.g.Go(context.Background(), i+1)
+		r.g.Do(context.Background(), i+2)
+		if !r.ran(i) || !r.ran(i+1) || !r.ran(i+2) {
+			t.Fatalf("Do(%d) returned before its group, or the earlier Go calls, ran", i+2)
+		}
+		w1()
+		w2()
+	}
+	stop()
+	r.checkOrder(t, 300)
 	// A lone Go with nothing else queued still runs.
 	ran := make(chan struct{})
 	batch.New(func(_ context.Context, items []int) { close(ran) }, batch.Config{}).Go(context.Background(), 1)()
