@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -49,15 +48,7 @@ func (s *Server) scoreStream(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	w := c.Writer
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "retry: 2000\n\n")
-	w.Flush()
+	w := startSSE(c)
 
 	sent := c.GetHeader("Last-Event-ID")
 	push := func(runID string) error {

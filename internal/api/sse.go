@@ -38,15 +38,7 @@ func (s *Server) jobEvents(c *gin.Context) {
 	sub := s.bus.Subscribe(j.ID)
 	defer sub.Close()
 
-	w := c.Writer
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "retry: 2000\n\n")
-	w.Flush()
+	w := startSSE(c)
 
 	done := false
 	send := func(ev tokenlysis.JobEvent) error {
@@ -139,4 +131,19 @@ func lastEventID(c *gin.Context) (int64, error) {
 		return 0, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: field, Message: "Must be a non-negative event id."}
 	}
 	return n, nil
+}
+
+// startSSE answers 200 with the headers of an event stream (no caching, no
+// proxy buffering) and the client's reconnection delay, flushed at once.
+func startSSE(c *gin.Context) gin.ResponseWriter {
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "retry: 2000\n\n")
+	w.Flush()
+	return w
 }
