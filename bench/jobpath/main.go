@@ -514,7 +514,7 @@ const (
 	opCreateJob   = "full: store.CreateJob"
 	opEnqueue     = "full: asynq enqueue"
 	opAttempt     = "full: Runner attempt"
-	opStart       = "full: store.StartAttempt"
+	opStart       = "full: store.StartAttemptAsync"
 	opProgress    = "full: store.ProgressAsync"
 	opSucceed     = "full: store.Succeed"
 	opPublish     = "full: bus.Publish"
@@ -581,17 +581,20 @@ func (s *timedStore) CreateJob(ctx context.Context, j tokenlysis.Job) (tokenlysi
 	return s.Store.CreateJob(ctx, j)
 }
 
-func (s *timedStore) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	defer s.ops.observe(opStart, time.Now())
-	return s.Store.StartAttempt(ctx, id)
+// StartAttemptAsync and ProgressAsync are timed from the call to the
+// outcome (the write committed).
+func (s *timedStore) StartAttemptAsync(ctx context.Context, id string) func() (tokenlysis.JobEvent, error) {
+	return timedWait(s.ops, opStart, s.Store.StartAttemptAsync(ctx, id))
 }
 
-// ProgressAsync times from the report to its outcome (the write committed).
 func (s *timedStore) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) func() (tokenlysis.JobEvent, error) {
+	return timedWait(s.ops, opProgress, s.Store.ProgressAsync(ctx, id, ev))
+}
+
+func timedWait(ops *opTimes, op string, wait func() (tokenlysis.JobEvent, error)) func() (tokenlysis.JobEvent, error) {
 	start := time.Now()
-	wait := s.Store.ProgressAsync(ctx, id, ev)
 	return func() (tokenlysis.JobEvent, error) {
-		defer s.ops.observe(opProgress, start)
+		defer ops.observe(op, start)
 		return wait()
 	}
 }

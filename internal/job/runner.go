@@ -17,6 +17,7 @@ import (
 // RunStore is what the Runner needs of the SQL store.
 type RunStore interface {
 	StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error)
+	StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error))
 	ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) (wait func() (tokenlysis.JobEvent, error))
 	Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 	Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error)
@@ -55,14 +56,17 @@ type runKey struct{}
 type run struct {
 	id     string
 	r      *Runner
+	log    *slog.Logger
 	result json.RawMessage
 
-	mu      sync.Mutex
-	pending chan struct{} // closed once the last report is written and published
-	err     error         // the first report that failed
+	mu       sync.Mutex
+	pending  chan struct{} // closed once the last queued write is written and published
+	reported chan struct{} // the same, for the last report
+	err      error         // the first queued write that failed
+	startErr error         // the outcome of a queued start
 }
 
-// settle waits until the reports made so far are written and published,
+// settle waits until the writes queued so far are written and published,
 // and returns the error of the first that failed.
 func (rn *run) settle() error {
 	rn.mu.Lock()
@@ -74,6 +78,33 @@ func (rn *run) settle() error {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	return rn.err
+}
+
+// queue follows a queued write (start or report): once it is written, its
+// event is published after those of the writes queued before it, or its
+// error kept. rn.mu must be held.
+func (rn *run) queue(ctx context.Context, wait func() (tokenlysis.JobEvent, error), report bool) {
+	prev, done := rn.pending, make(chan struct{})
+	rn.pending = done
+	if report {
+		rn.reported = done
+	}
+	go func() {
+		defer close(done)
+		ev, err := wait()
+		if prev != nil {
+			<-prev // publish in order
+		}
+		if err != nil {
+			rn.mu.Lock()
+			if rn.err == nil {
+				rn.err = err
+			}
+			rn.mu.Unlock()
+			return
+		}
+		publish(ctx, rn.r.pub, rn.log, ev)
+	}()
 }
 
 // Report records progress of the running job: percent (0–100), a message
@@ -107,31 +138,19 @@ func report(ctx context.Context, kind tokenlysis.EventKind, percent int, message
 		}
 		ev.Data = b
 	}
-	if err := rn.settle(); err != nil {
-		return err
+	rn.mu.Lock()
+	reported := rn.reported
+	rn.mu.Unlock()
+	if reported != nil {
+		<-reported
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
+	if rn.err != nil {
+		return rn.err
+	}
 	// Queued now, so that the next write of this job comes after it.
-	wait := rn.r.store.ProgressAsync(context.WithoutCancel(ctx), rn.id, ev)
-	prev, done := rn.pending, make(chan struct{})
-	rn.pending = done
-	go func() {
-		defer close(done)
-		ev, err := wait()
-		if prev != nil {
-			<-prev // publish in order
-		}
-		if err != nil {
-			rn.mu.Lock()
-			if rn.err == nil {
-				rn.err = err
-			}
-			rn.mu.Unlock()
-			return
-		}
-		publish(ctx, rn.r.pub, rn.r.log, ev)
-	}()
+	rn.queue(ctx, rn.r.store.ProgressAsync(context.WithoutCancel(ctx), rn.id, ev), true)
 	return nil
 }
 
@@ -158,29 +177,65 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		log := r.log.With("job_id", id, "job_type", t.Type(), "attempt", retried+1)
 		bg := context.WithoutCancel(ctx)
 
-		ev, err := r.store.StartAttempt(bg, id)
-		switch tokenlysis.ErrorCode(err) {
-		case "":
-			publish(ctx, r.pub, log, ev)
-		case tokenlysis.ENOTFOUND:
-			// A task without a job row was never accepted (or was purged).
-			return fmt.Errorf("job %s has no record: %w", id, asynq.SkipRetry)
-		case tokenlysis.ECONFLICT:
-			log.Info("job: dropping task of a finished job", "reason", tokenlysis.ErrorMessage(err))
-			r.observe(t.Type(), "canceled", nil)
-			return nil
-		default:
-			return fmt.Errorf("start job %s: %w", id, err)
+		rn := &run{id: id, r: r, log: log}
+		if retried == 0 {
+			// A first delivery: the start is queued with the handler's
+			// first report and its end, and they usually go in one commit.
+			// A job canceled meanwhile refuses them all (the cancel
+			// stands), one without a record refuses them as not found.
+			wait := r.store.StartAttemptAsync(bg, id)
+			rn.mu.Lock()
+			rn.queue(ctx, func() (tokenlysis.JobEvent, error) {
+				ev, err := wait()
+				rn.startErr = err // read after settle
+				return ev, err
+			}, false)
+			rn.mu.Unlock()
+		} else {
+			// A task delivered again (a retry, or its lease expired with a
+			// worker that died) may belong to a job that ended meanwhile:
+			// it must not run before its start is known to apply.
+			ev, err := r.store.StartAttempt(bg, id)
+			switch tokenlysis.ErrorCode(err) {
+			case "":
+				publish(ctx, r.pub, log, ev)
+			case tokenlysis.ENOTFOUND:
+				return noRecord(id)
+			case tokenlysis.ECONFLICT:
+				log.Info("job: dropping task of a finished job", "reason", tokenlysis.ErrorMessage(err))
+				r.observe(t.Type(), "canceled", nil)
+				return nil
+			default:
+				return fmt.Errorf("start job %s: %w", id, err)
+			}
 		}
 
-		rn := &run{id: id, r: r}
-		err = safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
+		err := safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
+		var ev tokenlysis.JobEvent
+		var ferr error
 		if err == nil {
 			// Written after the reports (queued before it), then published
 			// after theirs.
-			ev, ferr := r.store.Succeed(bg, id, rn.result)
-			rn.settle()
-			if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
+			ev, ferr = r.store.Succeed(bg, id, rn.result)
+		}
+		rn.settle()
+		switch tokenlysis.ErrorCode(rn.startErr) {
+		case "":
+		case tokenlysis.ENOTFOUND:
+			return noRecord(id)
+		case tokenlysis.ECONFLICT:
+			log.Info("job: the job ended before this attempt started", "reason", tokenlysis.ErrorMessage(rn.startErr))
+			r.observe(t.Type(), "canceled", nil)
+			return nil
+		default:
+			// The start was not written (database unreachable): the job
+			// is not running, and the task must come back.
+			return fmt.Errorf("start job %s: %w", id, rn.startErr)
+		}
+		if err == nil {
+			if tokenlysis.ErrorCode(ferr) == tokenlysis.ENOTFOUND {
+				return noRecord(id)
+			} else if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
 				r.observe(t.Type(), "canceled", nil)
 				return nil // canceled while finishing: the cancel stands
 			} else if ferr != nil {
@@ -191,11 +246,14 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			return nil
 		}
 
-		rn.settle()
 		// The job may have been canceled (and perhaps queued again by a
 		// retry): then this attempt no longer owns it, its error is the
 		// cancellation's echo, and nothing must be recorded or retried.
-		if j, ferr := r.store.FindJob(bg, id); ferr == nil && j.Status != tokenlysis.JobRunning {
+		j, ferr := r.store.FindJob(bg, id)
+		if tokenlysis.ErrorCode(ferr) == tokenlysis.ENOTFOUND {
+			return noRecord(id)
+		}
+		if ferr == nil && j.Status != tokenlysis.JobRunning {
 			log.Info("job: attempt ended after the job was taken over", "status", j.Status)
 			r.observe(t.Type(), "canceled", nil)
 			return nil
@@ -221,6 +279,12 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		r.observe(t.Type(), "retrying", err)
 		return err
 	})
+}
+
+// noRecord is the error of a task without a job row: it was never accepted
+// (or was purged), and is not retried.
+func noRecord(id string) error {
+	return fmt.Errorf("job %s has no record: %w", id, asynq.SkipRetry)
 }
 
 func (r *Runner) observe(jobType, outcome string, err error) {

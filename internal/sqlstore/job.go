@@ -230,8 +230,7 @@ func (s *Store) outcome(ctx context.Context, w *jobWrite) (tokenlysis.JobEvent, 
 // asynq's retry counter, which restarts when a lost task is re-enqueued.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended (e.g. canceled).
 func (s *Store) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, kindStart, id, nil,
-		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}, true)
+	return s.StartAttemptAsync(ctx, id)()
 }
 
 // Progress records a running job's progress and appends a "progress" (or
@@ -247,13 +246,28 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 // ProgressAsync is Progress without waiting for the commit: it queues the
 // write and returns; wait returns what Progress would have. A write this
 // goroutine makes afterwards is committed after this one (in the same
-// transaction when they go together), so a handler's last progress and the
-// job's success usually cost one commit.
+// transaction when they go together, on PostgreSQL in the same statement),
+// so a handler's last progress and the job's success usually cost one
+// commit.
 func (s *Store) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) (wait func() (tokenlysis.JobEvent, error)) {
 	if ev.Kind == "" {
 		ev.Kind = tokenlysis.EventProgress
 	}
-	w := &jobWrite{id: id, kind: kindProgress, args: []any{ev.Percent, ev.Message}, ev: ev}
+	return s.transitionAsync(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false)
+}
+
+// StartAttemptAsync is StartAttempt without waiting for the commit, as
+// ProgressAsync is Progress: a job's start, its reports and its end,
+// queued one after the other, go in one commit.
+func (s *Store) StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error)) {
+	return s.transitionAsync(ctx, kindStart, id, nil,
+		tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}, true)
+}
+
+// transitionAsync queues a transition and returns at once; wait returns
+// what transition would have.
+func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool) (wait func() (tokenlysis.JobEvent, error)) {
+	w := &jobWrite{id: id, kind: k, args: args, ev: ev, durable: durable}
 	s.writes.Add(1)
 	done := s.journal.Go(ctx, w)
 	return func() (tokenlysis.JobEvent, error) {

@@ -314,6 +314,65 @@ func TestJobs(t *testing.T) {
 			}
 		})
 
+		t.Run("a start, a progress and a success queued together land in order", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("chain"))
+			start := s.StartAttemptAsync(ctx, j.ID)
+			progress := s.ProgressAsync(ctx, j.ID, tokenlysis.JobEvent{Percent: 40, Message: "almost"})
+			done, err := s.Succeed(ctx, j.ID, json.RawMessage(`{"steps":1}`))
+			if err != nil || done.Seq != 4 {
+				t.Fatalf("Succeed = %+v, %v; want seq 4", done, err)
+			}
+			if ev, err := start(); err != nil || ev.Seq != 2 || ev.Kind != tokenlysis.EventStarted {
+				t.Fatalf("queued start = %+v, %v; want seq 2", ev, err)
+			}
+			if ev, err := progress(); err != nil || ev.Seq != 3 || ev.Message != "almost" {
+				t.Fatalf("queued progress = %+v, %v; want seq 3", ev, err)
+			}
+			got, err := s.FindJob(ctx, j.ID)
+			if err != nil || got.Status != tokenlysis.JobSucceeded || got.Attempts != 1 || got.Percent != 100 ||
+				got.Message != "almost" || string(got.Result) != `{"steps": 1}` && string(got.Result) != `{"steps":1}` ||
+				got.StartedAt == nil || got.FinishedAt == nil || got.LastSeq != 4 {
+				t.Fatalf("job after the chain = %+v, %v", got, err)
+			}
+			evs, _ := s.Events(ctx, j.ID, 0, 10)
+			kinds := make([]tokenlysis.EventKind, len(evs))
+			for i, ev := range evs {
+				kinds[i] = ev.Kind
+				if ev.Seq != int64(i+1) {
+					t.Fatalf("event %d has seq %d", i, ev.Seq)
+				}
+			}
+			want := []tokenlysis.EventKind{tokenlysis.EventQueued, tokenlysis.EventStarted, tokenlysis.EventProgress, tokenlysis.EventSucceeded}
+			if fmt.Sprint(kinds) != fmt.Sprint(want) {
+				t.Fatalf("event kinds = %v, want %v", kinds, want)
+			}
+		})
+
+		t.Run("writes queued together after a cancel are all refused", func(t *testing.T) {
+			j := mustCreate(t, s, newJob("chain"))
+			if _, err := s.Cancel(ctx, j.ID); err != nil {
+				t.Fatal(err)
+			}
+			start := s.StartAttemptAsync(ctx, j.ID)
+			progress := s.ProgressAsync(ctx, j.ID, tokenlysis.JobEvent{Percent: 40})
+			if _, err := s.Succeed(ctx, j.ID, nil); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("Succeed of a canceled job = %v, want conflict", err)
+			}
+			if _, err := start(); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("start of a canceled job = %v, want conflict", err)
+			}
+			if _, err := progress(); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("progress of a canceled job = %v, want conflict", err)
+			}
+			if _, err := s.StartAttemptAsync(ctx, "missing")(); code(err) != tokenlysis.ENOTFOUND {
+				t.Fatalf("start of a missing job = %v, want not_found", err)
+			}
+			got, _ := s.FindJob(ctx, j.ID)
+			if got.Status != tokenlysis.JobCanceled || got.Attempts != 0 || got.LastSeq != 2 {
+				t.Fatalf("canceled job after refused writes = %+v", got)
+			}
+		})
+
 		t.Run("a write the database refuses fails alone", func(t *testing.T) {
 			// PostgreSQL refuses a result that is not JSON; in a group, that
 			// must fail only its own write. (SQLite stores it as text.)

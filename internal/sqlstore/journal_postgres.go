@@ -1,0 +1,353 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// On PostgreSQL a group is one statement per new job and one per run of
+// transitions of the same job (a chain), each looking its job up by primary
+// key. Such statements keep one plan per connection (the generic plan of a
+// primary-key lookup cannot go wrong): planning was most of the server's
+// work when each group was one statement over arrays, which had to be
+// planned anew each time because the generic plan of a join with arrays of
+// unknown length chose the status index (on this machine's unanalysed
+// tables, every job that had ever run). A chain is the writes of one job
+// that follow each other in a group, merged into one UPDATE and one INSERT
+// of their events: a job's start, its last progress and its success,
+// queued together, cost one statement.
+
+// maxChain bounds the writes merged into one statement.
+const maxChain = 8
+
+// commitWritesPostgres sends the whole transaction in one round trip (a
+// pgx batch, pipelined): BEGIN, one statement per new job and per chain,
+// COMMIT.
+func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*jobWrite) error {
+	conn, err := s.db.DB.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlstore: PostgreSQL connection is a %T, not a pgx connection", dc)
+		}
+		pc := sc.Conn()
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		// The statements are primary-key lookups: their generic plans are
+		// right whatever the table's statistics, and save planning them.
+		b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+		durable := false
+		for _, w := range ws {
+			durable = durable || w.create != nil || w.durable
+		}
+		if !durable {
+			// Progress alone: do not wait for the WAL flush. A crash may
+			// lose the latest progress events with their numbers, never a
+			// state.
+			b.Queue("SET LOCAL synchronous_commit = off")
+		}
+		for _, c := range chains(ws) {
+			q, args := c.statement(now)
+			b.Queue(q, args...).Query(c.markApplied)
+		}
+		b.Queue("COMMIT")
+		err := pc.SendBatch(ctx, b).Close()
+		if err != nil && pc.PgConn().TxStatus() != 'I' {
+			// A statement failed: the rest was skipped, COMMIT included.
+			if _, rerr := pc.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+		}
+		return err
+	})
+}
+
+// chain is one statement of a group: a new job alone, or consecutive
+// transitions of one job.
+type chain []*jobWrite
+
+// chains splits a group, in order, into its statements. The new jobs are
+// one statement, where the first of them is (no other write of a group can
+// be of a job created in it: a job's ID is known once its creation
+// returns). A transition joins the job's latest chain when it can run
+// after it in the same UPDATE.
+func chains(ws []*jobWrite) []chain {
+	var cs []chain
+	latest := make(map[string]int, len(ws)) // job ID → index in cs
+	creates := -1
+	for _, w := range ws {
+		if w.create != nil {
+			if creates < 0 {
+				creates = len(cs)
+				cs = append(cs, nil)
+			}
+			cs[creates] = append(cs[creates], w)
+			continue
+		}
+		if i, ok := latest[w.id]; ok && cs[i].accepts(w) {
+			cs[i] = append(cs[i], w)
+			continue
+		}
+		latest[w.id] = len(cs)
+		cs = append(cs, chain{w})
+	}
+	return cs
+}
+
+// accepts reports whether w can be merged after c: the status c leaves is
+// one w starts from, and w's values do not depend on the columns c set
+// (its expressions never read the row).
+func (c chain) accepts(w *jobWrite) bool {
+	if len(c) >= maxChain || c[0].create != nil || w.kind.readsRow() {
+		return false
+	}
+	st, ok := c.leaves()
+	return ok && slices.Contains(w.kind.from, st)
+}
+
+// leaves is the status the chain leaves the job in when it applies, if
+// known.
+func (c chain) leaves() (tokenlysis.JobStatus, bool) {
+	var st tokenlysis.JobStatus
+	if k := c[0].kind; k.to != "" {
+		st = k.to
+	} else if len(k.from) == 1 {
+		st = k.from[0] // it keeps the only status it applies to
+	} else {
+		return "", false
+	}
+	for _, w := range c[1:] {
+		if w.kind.to != "" {
+			st = w.kind.to
+		}
+	}
+	return st, true
+}
+
+// readsRow reports whether one of the kind's expressions reads the row.
+func (k *transitionKind) readsRow() bool {
+	return strings.Contains(k.set, "jobs.")
+}
+
+// pgCreate is the PostgreSQL statement of new jobs with their "queued"
+// events; a job whose ID or keys are taken is skipped.
+const pgCreate = `WITH c AS (
+		INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
+			result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
+		SELECT id, type, queue, params::jsonb, 'queued', 0, '', 0, max_retry,
+			NULL, '', submitted_by, idem, dedupe, 1, created_at, created_at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+			AS v(id, type, queue, params, max_retry, submitted_by, idem, dedupe, created_at)
+		ON CONFLICT DO NOTHING
+		RETURNING id, created_at)
+	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+	SELECT id, 1, 'queued', 0, 'queued', NULL, created_at FROM c
+	RETURNING job_id, seq`
+
+// createArgs are the bind values of pgCreate.
+func (c chain) createArgs() []any {
+	n := len(c)
+	ids, types, queues, params := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	maxRetry, by := make([]int32, n), make([]string, n)
+	idem, dedupe := make([]*string, n), make([]*string, n)
+	created := make([]time.Time, n)
+	for i, w := range c {
+		j := w.create
+		ids[i], types[i], queues[i], params[i] = j.ID, j.Type, j.Queue, string(j.Params)
+		maxRetry[i], by[i], created[i] = int32(j.MaxRetry), j.SubmittedBy, j.CreatedAt
+		idem[i], dedupe[i] = optional(j.IdempotencyKey), optional(j.DedupeKey)
+	}
+	return []any{ids, types, queues, params, maxRetry, by, idem, dedupe, created}
+}
+
+// chainStatement is the SQL of one sequence of kinds and where its bind
+// values come from: $1 is the group's time, $2 the job, and $3… are
+// params, in order.
+type chainStatement struct {
+	sql    string
+	params []valueRef
+}
+
+// valueRef names one bind value: field f of write w, where fields 0–3 are
+// its event's kind, percent, message and data, and 4… its own values.
+type valueRef struct{ w, f int }
+
+// chainSQL caches the statement of each sequence of kinds.
+var chainSQL sync.Map // "start,progress,succeed" → *chainStatement
+
+// statement returns the chain's SQL and bind values.
+func (c chain) statement(now time.Time) (string, []any) {
+	if c[0].create != nil {
+		return pgCreate, c.createArgs()
+	}
+	names := make([]string, len(c))
+	for i, w := range c {
+		names[i] = w.kind.name
+	}
+	key := strings.Join(names, ",")
+	v, ok := chainSQL.Load(key)
+	if !ok {
+		v, _ = chainSQL.LoadOrStore(key, c.build())
+	}
+	st := v.(*chainStatement)
+	args := make([]any, 2, 2+len(st.params))
+	args[0], args[1] = now, c[0].id
+	for _, p := range st.params {
+		w := c[p.w]
+		switch p.f {
+		case 0:
+			args = append(args, string(w.ev.Kind))
+		case 1:
+			args = append(args, int32(w.ev.Percent))
+		case 2:
+			args = append(args, w.ev.Message)
+		case 3:
+			args = append(args, jsonText(w.ev.Data))
+		default:
+			a := p.f - 4
+			switch w.kind.args[a] {
+			case "integer":
+				args = append(args, int32(w.args[a].(int)))
+			case "jsonb":
+				args = append(args, jsonText(w.args[a].(json.RawMessage)))
+			default:
+				args = append(args, w.args[a])
+			}
+		}
+	}
+	return st.sql, args
+}
+
+// build makes the chain's statement. The UPDATE sets each column to the
+// value of the last write that sets it (values no column keeps are not
+// sent: PostgreSQL cannot type an unused parameter), and applies only if
+// the job is in a status the first write starts from; the events get the
+// job's next numbers, in the chain's order.
+func (c chain) build() *chainStatement {
+	st := &chainStatement{}
+	param := func(ref valueRef, typ string) string {
+		st.params = append(st.params, ref)
+		n := "$" + strconv.Itoa(len(st.params)+2)
+		if typ == "jsonb" {
+			return n + "::text::jsonb"
+		}
+		return n + "::" + typ
+	}
+	// The last write setting each column, in the order columns appear.
+	var cols []string
+	last := map[string]int{}
+	for i, w := range c {
+		for _, set := range w.kind.sets {
+			col, _, _ := strings.Cut(set, " = ")
+			if _, ok := last[col]; !ok {
+				cols = append(cols, col)
+			}
+			last[col] = i
+		}
+	}
+	sets := make([]string, len(cols))
+	for i, col := range cols {
+		w := c[last[col]]
+		for _, set := range w.kind.sets {
+			if name, expr, _ := strings.Cut(set, " = "); name == col {
+				expr = strings.ReplaceAll(expr, "{now}", "$1::timestamptz")
+				for a, t := range w.kind.args {
+					if ph := "{a" + strconv.Itoa(a+1) + "}"; strings.Contains(expr, ph) {
+						expr = strings.ReplaceAll(expr, ph, param(valueRef{last[col], 4 + a}, t))
+					}
+				}
+				sets[i] = col + " = " + expr
+			}
+		}
+	}
+	events := make([]string, len(c))
+	for i := range c {
+		events[i] = "(" + strconv.Itoa(len(c)-1-i) + ", " + param(valueRef{i, 0}, "text") + ", " +
+			param(valueRef{i, 1}, "integer") + ", " + param(valueRef{i, 2}, "text") + ", " + param(valueRef{i, 3}, "jsonb") + ")"
+	}
+	st.sql = `WITH u AS (
+		UPDATE jobs SET last_seq = jobs.last_seq + ` + strconv.Itoa(len(c)) + `, updated_at = $1::timestamptz, ` + strings.Join(sets, ", ") + `
+		WHERE jobs.id = $2::text AND jobs.status IN (` + c[0].kind.statusList() + `)
+		RETURNING jobs.id, jobs.last_seq)
+	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+	SELECT u.id, u.last_seq - e.back, e.kind, e.percent, e.message, e.data, $1::timestamptz
+	FROM u, (VALUES ` + strings.Join(events, ", ") + `) AS e(back, kind, percent, message, data)
+	RETURNING job_id, seq`
+	return st
+}
+
+// markApplied reads the RETURNING rows (job ID, sequence number) of the
+// chain's statement into its writes. A transition chain applies as a
+// whole or not at all, its events numbered in its order.
+func (c chain) markApplied(rows pgx.Rows) error {
+	type row struct {
+		id  string
+		seq int64
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.seq); err != nil {
+			return err
+		}
+		got = append(got, r)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if c[0].create != nil {
+		byID := make(map[string]*jobWrite, len(c))
+		for _, w := range c {
+			byID[w.create.ID] = w
+		}
+		for _, r := range got {
+			if w := byID[r.id]; w != nil {
+				w.applied, w.seq = true, r.seq
+			}
+		}
+		return nil
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	if len(got) != len(c) {
+		return fmt.Errorf("sqlstore: %d events written for %d job writes", len(got), len(c))
+	}
+	slices.SortFunc(got, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+	for i, w := range c {
+		w.applied, w.seq = true, got[i].seq
+	}
+	return nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// jsonText is a JSON value as text, or nil for none.
+func jsonText(b json.RawMessage) *string {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	s := string(b)
+	return &s
+}

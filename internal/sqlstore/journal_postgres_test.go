@@ -1,0 +1,178 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+func TestChains(t *testing.T) {
+	w := func(id string, k *transitionKind) *jobWrite { return &jobWrite{id: id, kind: k} }
+	create := func(id string) *jobWrite { return &jobWrite{create: &tokenlysis.Job{ID: id}} }
+	// show writes each chain as "job:kind+kind".
+	show := func(cs []chain) string {
+		var out []string
+		for _, c := range cs {
+			names := make([]string, len(c))
+			for i, w := range c {
+				if w.create != nil {
+					names[i] = "create"
+				} else {
+					names[i] = w.kind.name
+				}
+			}
+			out = append(out, c[0].jobID()+":"+strings.Join(names, "+"))
+		}
+		return strings.Join(out, " ")
+	}
+	long := []*jobWrite{w("a", kindStart)}
+	for range maxChain + 1 {
+		long = append(long, w("a", kindProgress))
+	}
+	for _, tc := range []struct {
+		name string
+		ws   []*jobWrite
+		want string
+	}{
+		{"a job's start, progress and success merge, across another job's writes",
+			[]*jobWrite{w("a", kindStart), w("b", kindProgress), w("a", kindProgress), w("a", kindSucceed)},
+			"a:start+progress+succeed b:progress"},
+		{"nothing merges after the end of a job",
+			[]*jobWrite{w("a", kindProgress), w("a", kindSucceed), w("a", kindProgress)},
+			"a:progress+succeed a:progress"},
+		{"a kind that reads the row starts its own statement",
+			[]*jobWrite{w("a", kindRequeue), w("a", kindStart), w("a", kindProgress)},
+			"a:requeue a:start+progress"},
+		{"a kind whose starting status is not left by the chain starts its own",
+			[]*jobWrite{w("a", kindRetrying), w("a", kindProgress), w("a", kindCancel), w("a", kindFail)},
+			"a:retrying a:progress+cancel a:fail"},
+		{"a write joins only the job's latest statement",
+			[]*jobWrite{w("a", kindStart), w("a", kindRequeue), w("a", kindProgress)},
+			"a:start a:requeue a:progress"},
+		{"new jobs go together, where the first is",
+			[]*jobWrite{w("c", kindStart), create("a"), w("c", kindProgress), create("b"), w("d", kindCancel)},
+			"c:start+progress a:create+create d:cancel"},
+		{"chains are bounded", long,
+			"a:start" + strings.Repeat("+progress", maxChain-1) + " a:progress+progress"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := show(chains(tc.ws)); got != tc.want {
+				t.Fatalf("chains = %s\nwant     %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestChainSQL(t *testing.T) {
+	c := chain{
+		{id: "a", kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted}},
+		{id: "a", kind: kindProgress, args: []any{40, "almost"}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Percent: 40, Message: "almost"}},
+		{id: "a", kind: kindSucceed, args: []any{json.RawMessage(`{"n":1}`)}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100}},
+	}
+	q, args := c.statement(time.Now())
+	for _, want := range []string{
+		"last_seq = jobs.last_seq + 3",
+		"attempts = jobs.attempts + 1",
+		"percent = 100",                                    // the success's, not the progress's
+		"message = $3::text",                               // the progress's message
+		"result = $4::text::jsonb",                         // the success's result
+		"jobs.status IN ('queued', 'running', 'retrying')", // where the start applies
+		"(2, $5::text", "(1, $9::text", "(0, $13::text",
+	} {
+		if !strings.Contains(q, want) {
+			t.Errorf("chain SQL lacks %q:\n%s", want, q)
+		}
+	}
+	if n := strings.Count(q, "percent ="); n != 1 {
+		t.Errorf("percent set %d times:\n%s", n, q)
+	}
+	// Every value sent is used (PostgreSQL cannot type an unused one).
+	for i := range args {
+		if !strings.Contains(q, "$"+strconv.Itoa(i+1)+"::") {
+			t.Errorf("$%d is sent but not used:\n%s", i+1, q)
+		}
+	}
+	if len(args) != 16 || args[2] != "almost" || *args[3].(*string) != `{"n":1}` || args[9] != int32(40) {
+		t.Errorf("args = %v", args)
+	}
+}
+
+// TestGroupOfChains commits one crafted group, as the journal would, on
+// each engine: on PostgreSQL its chains are merged statements.
+func TestGroupOfChains(t *testing.T) {
+	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
+		ctx := context.Background()
+		s := New(db)
+		ids := make([]string, 3)
+		for i := range ids {
+			ids[i] = uuid.Must(uuid.NewV7()).String()
+			j := tokenlysis.Job{ID: ids[i], Type: "system:probe", Queue: "default", Params: json.RawMessage(`{}`), MaxRetry: 1, SubmittedBy: "alice"}
+			if _, created, err := s.CreateJob(ctx, j); err != nil || !created {
+				t.Fatal(created, err)
+			}
+		}
+		a, b, canceled := ids[0], ids[1], ids[2]
+		if _, err := s.Cancel(ctx, canceled); err != nil {
+			t.Fatal(err)
+		}
+		progress := func(id string, pct int, msg string) *jobWrite {
+			return &jobWrite{id: id, kind: kindProgress, args: []any{pct, msg},
+				ev: tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Percent: pct, Message: msg}}
+		}
+		start := func(id string) *jobWrite {
+			return &jobWrite{id: id, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}, durable: true}
+		}
+		succeed := func(id string) *jobWrite {
+			return &jobWrite{id: id, kind: kindSucceed, args: []any{json.RawMessage(`{"n":1}`)},
+				ev: tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded"}, durable: true}
+		}
+		create := func(id string) *jobWrite {
+			return &jobWrite{create: &tokenlysis.Job{ID: id, Type: "system:probe", Queue: "default", Params: json.RawMessage(`{}`),
+				SubmittedBy: "bob", CreatedAt: time.Now().UTC()}}
+		}
+		fresh := uuid.Must(uuid.NewV7()).String()
+		group := []*jobWrite{start(a), start(b), progress(a, 40, "almost"), create(fresh), start(canceled), succeed(a),
+			progress(b, 10, "begun"), create(a), progress(canceled, 1, "no"), progress(a, 1, "late")}
+		if err := s.commitWrites(ctx, group); err != nil {
+			t.Fatal(err)
+		}
+		wantApplied := []bool{true, true, true, true, false, true, true, false, false, false}
+		wantSeq := []int64{2, 2, 3, 1, 0, 4, 3, 0, 0, 0}
+		for i, w := range group {
+			if w.applied != wantApplied[i] || w.seq != wantSeq[i] {
+				t.Errorf("write %d (of %s): applied %v seq %d, want %v %d", i, w.jobID(), w.applied, w.seq, wantApplied[i], wantSeq[i])
+			}
+		}
+		if j, err := s.FindJob(ctx, fresh); err != nil || j.SubmittedBy != "bob" || j.Status != tokenlysis.JobQueued {
+			t.Errorf("job created in the group = %+v, %v", j, err)
+		}
+		ja, _ := s.FindJob(ctx, a)
+		jb, _ := s.FindJob(ctx, b)
+		jc, _ := s.FindJob(ctx, canceled)
+		if ja.Status != tokenlysis.JobSucceeded || ja.Attempts != 1 || ja.Message != "almost" || ja.Percent != 100 || ja.LastSeq != 4 || ja.StartedAt == nil {
+			t.Errorf("job a = %+v", ja)
+		}
+		if jb.Status != tokenlysis.JobRunning || jb.Percent != 10 || jb.Message != "begun" || jb.LastSeq != 3 {
+			t.Errorf("job b = %+v", jb)
+		}
+		if jc.Status != tokenlysis.JobCanceled || jc.Attempts != 0 || jc.LastSeq != 2 {
+			t.Errorf("canceled job = %+v", jc)
+		}
+		evs, _ := s.Events(ctx, a, 0, 10)
+		var got []string
+		for _, ev := range evs {
+			got = append(got, strconv.FormatInt(ev.Seq, 10)+":"+string(ev.Kind)+":"+ev.Message)
+		}
+		if want := "1:queued:queued 2:started:started 3:progress:almost 4:succeeded:succeeded"; strings.Join(got, " ") != want {
+			t.Errorf("events of a = %s, want %s", strings.Join(got, " "), want)
+		}
+	})
+}
