@@ -5,8 +5,9 @@
 // Full path: job.Service.Submit (job row and "queued" event in SQL, asynq
 // enqueue with the job ID as task ID; the queued event is not published, as
 // nobody can follow a job before its ID is returned), then the
-// worker's job.Runner middleware around the probe handler (StartAttempt,
-// one Report, Succeed, each published on the bus). The API side and the
+// worker's job.Runner middleware around the probe handler (the start, one
+// Report and Succeed, queued one after the other and committed together;
+// each event published on the bus). The API side and the
 // worker side each have their own database pool and Redis client, as the
 // two processes do. Bare: asynq enqueue of a no-op task with the same
 // payload and options, and an asynq server whose handler does nothing.
