@@ -196,18 +196,10 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			// worker that died) may belong to a job that ended meanwhile:
 			// it must not run before its start is known to apply.
 			ev, err := r.store.StartAttempt(bg, id)
-			switch tokenlysis.ErrorCode(err) {
-			case "":
-				publish(ctx, r.pub, log, ev)
-			case tokenlysis.ENOTFOUND:
-				return noRecord(id)
-			case tokenlysis.ECONFLICT:
-				log.Info("job: dropping task of a finished job", "reason", tokenlysis.ErrorMessage(err))
-				r.observe(t.Type(), "canceled", nil)
-				return nil
-			default:
-				return fmt.Errorf("start job %s: %w", id, err)
+			if stop, ret := r.refusedStart(t, log, id, err); stop {
+				return ret
 			}
+			publish(ctx, r.pub, log, ev)
 		}
 
 		err := safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
@@ -219,18 +211,8 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			ev, ferr = r.store.Succeed(bg, id, rn.result)
 		}
 		rn.settle()
-		switch tokenlysis.ErrorCode(rn.startErr) {
-		case "":
-		case tokenlysis.ENOTFOUND:
-			return noRecord(id)
-		case tokenlysis.ECONFLICT:
-			log.Info("job: the job ended before this attempt started", "reason", tokenlysis.ErrorMessage(rn.startErr))
-			r.observe(t.Type(), "canceled", nil)
-			return nil
-		default:
-			// The start was not written (database unreachable): the job
-			// is not running, and the task must come back.
-			return fmt.Errorf("start job %s: %w", id, rn.startErr)
+		if stop, ret := r.refusedStart(t, log, id, rn.startErr); stop {
+			return ret
 		}
 		if err == nil {
 			if tokenlysis.ErrorCode(ferr) == tokenlysis.ENOTFOUND {
@@ -279,6 +261,25 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		r.observe(t.Type(), "retrying", err)
 		return err
 	})
+}
+
+// refusedStart reports whether an attempt must stop because its start was
+// not written, and what it returns then: a task without a job row is not
+// retried, the task of a job that ended (canceled) is dropped, and one
+// whose start could not be written (database unreachable) comes back.
+func (r *Runner) refusedStart(t *asynq.Task, log *slog.Logger, id string, err error) (stop bool, ret error) {
+	switch tokenlysis.ErrorCode(err) {
+	case "":
+		return false, nil
+	case tokenlysis.ENOTFOUND:
+		return true, noRecord(id)
+	case tokenlysis.ECONFLICT:
+		log.Info("job: dropping task of a finished job", "reason", tokenlysis.ErrorMessage(err))
+		r.observe(t.Type(), "canceled", nil)
+		return true, nil
+	default:
+		return true, fmt.Errorf("start job %s: %w", id, err)
+	}
 }
 
 // noRecord is the error of a task without a job row: it was never accepted

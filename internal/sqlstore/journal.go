@@ -39,10 +39,15 @@ type transitionKind struct {
 	sets []string // "column = expression"
 	args []string
 	set  string // the sets joined
+	// readsRow: an expression reads the row (the job's values before the
+	// change), so the change cannot follow another in one UPDATE.
+	readsRow bool
 }
 
 func newKind(name, op string, from []tokenlysis.JobStatus, to tokenlysis.JobStatus, args []string, sets ...string) *transitionKind {
-	return &transitionKind{name: name, op: op, from: from, to: to, sets: sets, args: args, set: strings.Join(sets, ", ")}
+	set := strings.Join(sets, ", ")
+	return &transitionKind{name: name, op: op, from: from, to: to, sets: sets, args: args, set: set,
+		readsRow: strings.Contains(set, "jobs.")}
 }
 
 var (
@@ -167,4 +172,37 @@ func (s *Store) commitWrites(ctx context.Context, ws []*jobWrite) error {
 		w.at = now
 	}
 	return nil
+}
+
+// byID indexes writes by job ID (unique within a wave, or among new jobs).
+func byID(ws []*jobWrite) map[string]*jobWrite {
+	m := make(map[string]*jobWrite, len(ws))
+	for _, w := range ws {
+		m[w.jobID()] = w
+	}
+	return m
+}
+
+// returned is what markApplied reads: *sql.Rows or pgx.Rows.
+type returned interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// markApplied reads the RETURNING rows (job ID, sequence number) of a
+// statement into the writes they belong to.
+func markApplied(rows returned, ws []*jobWrite) error {
+	m := byID(ws)
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return err
+		}
+		if w := m[id]; w != nil {
+			w.applied, w.seq = true, seq
+		}
+	}
+	return rows.Err()
 }

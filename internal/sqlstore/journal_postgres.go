@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,7 +113,7 @@ func chains(ws []*jobWrite) []chain {
 // one w starts from, and w's values do not depend on the columns c set
 // (its expressions never read the row).
 func (c chain) accepts(w *jobWrite) bool {
-	if len(c) >= maxChain || c[0].create != nil || w.kind.readsRow() {
+	if len(c) >= maxChain || c[0].create != nil || w.kind.readsRow {
 		return false
 	}
 	st, ok := c.leaves()
@@ -138,11 +137,6 @@ func (c chain) leaves() (tokenlysis.JobStatus, bool) {
 		}
 	}
 	return st, true
-}
-
-// readsRow reports whether one of the kind's expressions reads the row.
-func (k *transitionKind) readsRow() bool {
-	return strings.Contains(k.set, "jobs.")
 }
 
 // pgCreate is the PostgreSQL statement of new jobs with their "queued"
@@ -296,42 +290,30 @@ func (c chain) build() *chainStatement {
 // chain's statement into its writes. A transition chain applies as a
 // whole or not at all, its events numbered in its order.
 func (c chain) markApplied(rows pgx.Rows) error {
-	type row struct {
-		id  string
-		seq int64
+	if c[0].create != nil {
+		return markApplied(rows, c)
 	}
-	var got []row
+	var seqs []int64
 	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.seq); err != nil {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
 			return err
 		}
-		got = append(got, r)
+		seqs = append(seqs, seq)
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if c[0].create != nil {
-		byID := make(map[string]*jobWrite, len(c))
-		for _, w := range c {
-			byID[w.create.ID] = w
-		}
-		for _, r := range got {
-			if w := byID[r.id]; w != nil {
-				w.applied, w.seq = true, r.seq
-			}
-		}
+	if len(seqs) == 0 {
 		return nil
 	}
-	if len(got) == 0 {
-		return nil
+	if len(seqs) != len(c) {
+		return fmt.Errorf("sqlstore: %d events written for %d job writes", len(seqs), len(c))
 	}
-	if len(got) != len(c) {
-		return fmt.Errorf("sqlstore: %d events written for %d job writes", len(got), len(c))
-	}
-	slices.SortFunc(got, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+	slices.Sort(seqs)
 	for i, w := range c {
-		w.applied, w.seq = true, got[i].seq
+		w.applied, w.seq = true, seqs[i]
 	}
 	return nil
 }

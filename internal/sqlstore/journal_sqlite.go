@@ -87,15 +87,6 @@ func waves(ws []*jobWrite) func(yield func([]*jobWrite) bool) {
 	}
 }
 
-// byID indexes a wave's writes by job ID (unique within a wave).
-func byID(ws []*jobWrite) map[string]*jobWrite {
-	m := make(map[string]*jobWrite, len(ws))
-	for _, w := range ws {
-		m[w.jobID()] = w
-	}
-	return m
-}
-
 // sqliteRows caps the rows of one SQLite statement, well under its limit
 // of 32,766 bound values.
 const sqliteRows = 256
@@ -251,28 +242,4 @@ func chunks(ws []*jobWrite, n int) func(yield func([]*jobWrite) bool) {
 			ws = ws[k:]
 		}
 	}
-}
-
-// returned is what markApplied reads: *sql.Rows or pgx.Rows.
-type returned interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-// markApplied reads the RETURNING rows (job ID, sequence number) of a
-// statement into the writes they belong to.
-func markApplied(rows returned, ws []*jobWrite) error {
-	m := byID(ws)
-	for rows.Next() {
-		var id string
-		var seq int64
-		if err := rows.Scan(&id, &seq); err != nil {
-			return err
-		}
-		if w := m[id]; w != nil {
-			w.applied, w.seq = true, seq
-		}
-	}
-	return rows.Err()
 }
