@@ -7,7 +7,8 @@
 // nobody can follow a job before its ID is returned), then the
 // worker's job.Runner middleware around the probe handler (the start, one
 // Report and Succeed, queued one after the other and committed together;
-// each event published on the bus). The API side and the
+// the store publishes the events each commit made durable, together, on
+// the bus). The API side and the
 // worker side each have their own database pool and Redis client, as the
 // two processes do. Bare: asynq enqueue of a no-op task with the same
 // payload and options, and an asynq server whose handler does nothing.
@@ -110,6 +111,7 @@ type result struct {
 	Succeeded int   // jobs succeeded in SQL after every round
 	Events    int   // job events in SQL
 	Published int64 // notifications published on the bus by the full path
+	Messages  int64 // Redis messages that carried them
 	Ops       []opSummary
 	Load      string
 	// Job writes and the commits that wrote them (group commit), on the
@@ -135,8 +137,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		fmt.Fprintf(stdout, "%s: bare %.0f/s (%s), full %.0f/s (%s); load %s\n",
 			d, r.Bare.PerSec, r.Bare.Total.Round(time.Millisecond), r.Full.PerSec, r.Full.Total.Round(time.Millisecond), r.Load)
 		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
-		fmt.Fprintf(stdout, "  job writes: API %d in %d commits, worker %d in %d commits\n",
-			r.APIWrites.Writes, r.APIWrites.Commits, r.WorkerWrites.Writes, r.WorkerWrites.Commits)
+		fmt.Fprintf(stdout, "  job writes: API %d in %d commits, worker %d in %d commits; %d events published in %d Redis messages\n",
+			r.APIWrites.Writes, r.APIWrites.Commits, r.WorkerWrites.Writes, r.WorkerWrites.Commits, r.Published, r.Messages)
 		for _, o := range r.Ops {
 			fmt.Fprintf(stdout, "  %-22s %s\n", o.Name, o.Latency)
 		}
@@ -230,6 +232,9 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	r := result{Engine: d, Bare: median(bares), Full: median(fulls), Target: targets[d], Load: testbed.Load()}
 	r.Ratio = r.Full.PerSec / r.Bare.PerSec
 	r.Pass = r.Ratio >= r.Target
+	if r.Messages, err = full.flush(ctx); err != nil {
+		return r, err
+	}
 	r.Published = full.published.Load()
 	r.APIWrites, r.WorkerWrites = full.apiStore.JobWriteStats(), full.workerStore.JobWriteStats()
 	r.Ops = ops.summaries()
@@ -408,6 +413,7 @@ type fullPath struct {
 	workerStore *sqlstore.Store
 	closers     []func() error
 	published   atomic.Int64
+	buses       []*countingPublisher
 	principal   auth.Principal
 	ops         *opTimes
 }
@@ -440,9 +446,9 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *op
 	f.closers = append(f.closers, apiRedis.Close)
 	queue := &timedQueue{client: asynq.NewClientFromRedisClient(apiRedis), ops: ops, op: opEnqueue}
 	inspector := asynq.NewInspectorFromRedisClient(apiRedis)
-	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published, ops: ops}
-	f.apiStore = sqlstore.New(f.apiDB)
-	f.svc = job.NewService(&timedStore{Store: f.apiStore, ops: ops}, queue, inspector, apiBus, az, registry, job.ServiceConfig{})
+	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published}
+	f.apiStore = sqlstore.New(f.apiDB, sqlstore.Config{Announcer: job.NewAnnouncer(apiBus, nil)})
+	f.svc = job.NewService(&timedStore{Store: f.apiStore, ops: ops}, queue, inspector, az, registry, job.ServiceConfig{})
 
 	// Worker side.
 	if f.workerDB, err = bed.OpenDB(ctx); err != nil {
@@ -454,9 +460,10 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *op
 		return nil, err
 	}
 	f.closers = append(f.closers, workerRedis.Close)
-	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published, ops: ops}
-	f.workerStore = sqlstore.New(f.workerDB)
-	f.runner = job.NewRunner(&timedStore{Store: f.workerStore, ops: ops}, workerBus, job.RunnerConfig{Observer: newAttemptMetrics()})
+	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published}
+	f.workerStore = sqlstore.New(f.workerDB, sqlstore.Config{Announcer: job.NewAnnouncer(workerBus, nil)})
+	f.runner = job.NewRunner(&timedStore{Store: f.workerStore, ops: ops}, job.RunnerConfig{Observer: newAttemptMetrics()})
+	f.buses = []*countingPublisher{apiBus, workerBus}
 	return f, nil
 }
 
@@ -494,18 +501,25 @@ func (f *fullPath) counts(ctx context.Context) (succeeded, evs int, err error) {
 type countingPublisher struct {
 	bus *events.Bus
 	n   *atomic.Int64
-	ops *opTimes
 }
 
-var _ job.Publisher = (*countingPublisher)(nil)
+var _ job.AsyncPublisher = (*countingPublisher)(nil)
 
-func (p *countingPublisher) Publish(ctx context.Context, topic string, payload []byte) error {
-	defer p.ops.observe(opPublish, time.Now())
-	err := p.bus.Publish(ctx, topic, payload)
-	if err == nil {
-		p.n.Add(1)
+func (p *countingPublisher) PublishAsync(ctx context.Context, topic string, payload []byte) {
+	p.n.Add(1)
+	p.bus.PublishAsync(ctx, topic, payload)
+}
+
+// flush waits until both sides' publications are sent and returns how
+// many Redis messages carried them.
+func (f *fullPath) flush(ctx context.Context) (messages int64, err error) {
+	for _, p := range f.buses {
+		if err := p.bus.Flush(ctx); err != nil {
+			return 0, fmt.Errorf("publish events: %w", err)
+		}
+		messages += p.bus.Stats().Messages
 	}
-	return err
+	return messages, nil
 }
 
 // Operations timed on the way, to show where a job's time goes.
@@ -518,10 +532,9 @@ const (
 	opStart       = "full: store.StartAttemptAsync"
 	opProgress    = "full: store.ProgressAsync"
 	opSucceed     = "full: store.Succeed"
-	opPublish     = "full: bus.Publish"
 )
 
-var opOrder = []string{opBareEnqueue, opSubmit, opCreateJob, opEnqueue, opAttempt, opStart, opProgress, opSucceed, opPublish}
+var opOrder = []string{opBareEnqueue, opSubmit, opCreateJob, opEnqueue, opAttempt, opStart, opProgress, opSucceed}
 
 // opTimes collects the durations of operations.
 type opTimes struct {

@@ -257,7 +257,7 @@ func prepare(ctx context.Context, bed *testbed.Bed, cfg config, r *result) error
 		return err
 	}
 	defer db.Close()
-	store := sqlstore.New(db)
+	store := sqlstore.New(db, sqlstore.Config{})
 	t0 := time.Now()
 	if _, err := marketimport.SeedDemo(ctx, store, demo.Config{Assets: cfg.assets, Days: cfg.days}); err != nil {
 		return fmt.Errorf("seed: %w", err)

@@ -112,8 +112,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (report, error) {
 				return rep, fmt.Errorf("latency %s: %w", d, err)
 			}
 			rep.Latency = append(rep.Latency, r)
-			fmt.Fprintf(stdout, "%s: report→client %s; store.Progress %s; publish→client %s; load %s\n",
-				d, r.Latency, r.Store, r.Delivery, r.Load)
+			fmt.Fprintf(stdout, "%s: report→client %s; store.Progress %s; load %s\n",
+				d, r.Latency, r.Store, r.Load)
 		}
 		printLatency(stdout, rep.Latency)
 	}
@@ -196,15 +196,13 @@ type latencyResult struct {
 	Received int             // progress events the clients received
 	Latency  latency.Summary // report call to client receipt
 	Store    latency.Summary // duration of store.Progress alone
-	Delivery latency.Summary // publish call to client receipt
 	Pass     bool
 	Load     string
 }
 
 // sent is what a progress event carries in its data.
 type sent struct {
-	ReportNS  int64 `json:"report_ns"`  // when the report was made
-	PublishNS int64 `json:"publish_ns"` // when the store had recorded it
+	ReportNS int64 `json:"report_ns"` // when the report was made
 }
 
 func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ latencyResult, err error) {
@@ -237,7 +235,8 @@ func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ late
 		return latencyResult{}, err
 	}
 	defer wrdb.Close()
-	w := &reporter{store: sqlstore.New(wdb), bus: events.NewBus(wrdb, events.Config{Channel: bed.Channel})}
+	wbus := events.NewBus(wrdb, events.Config{Channel: bed.Channel})
+	w := &reporter{store: sqlstore.New(wdb, sqlstore.Config{Announcer: job.NewAnnouncer(wbus, nil)})}
 
 	// Running jobs, with their queued and started events recorded.
 	p := auth.Principal{Subject: "bench", Roles: []string{authz.RoleUser}}
@@ -313,16 +312,15 @@ func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ late
 	stopProfile()
 
 	r := latencyResult{Engine: d, Streams: len(streams), Sent: cfg.jobs * cfg.reports, Load: testbed.Load()}
-	var lat, del []time.Duration
+	var lat []time.Duration
 	for _, s := range streams {
 		if s.err != nil {
 			return r, fmt.Errorf("stream: %w", s.err)
 		}
 		r.Received += len(s.latency)
 		lat = append(lat, s.latency...)
-		del = append(del, s.delivery...)
 	}
-	r.Latency, r.Delivery, r.Store = latency.Summarize(lat), latency.Summarize(del), latency.Summarize(slices.Concat(storeTimes...))
+	r.Latency, r.Store = latency.Summarize(lat), latency.Summarize(slices.Concat(storeTimes...))
 	r.Pass = r.Received == r.Sent && r.Latency.P99 < targetP99
 	if r.Received != r.Sent {
 		return r, fmt.Errorf("clients received %d progress events of %d sent", r.Received, r.Sent)
@@ -330,53 +328,35 @@ func measureLatency(ctx context.Context, cfg config, d database.Dialect) (_ late
 	return r, nil
 }
 
-// reporter is the worker side: it records events as job.Report and the
-// job.Runner middleware do, with the store, then a publish on the bus.
+// reporter is the worker side: it records events with the store, as
+// job.Report and the job.Runner middleware do, and the store publishes
+// them on the bus once committed, as in cmd/worker.
 type reporter struct {
 	store *sqlstore.Store
-	bus   *events.Bus
 }
 
 func (w *reporter) record(ctx context.Context, id string, do func(context.Context) (tokenlysis.JobEvent, error)) error {
-	ev, err := do(ctx)
-	if err != nil {
-		return err
-	}
-	return w.publish(ctx, ev)
-}
-
-func (w *reporter) publish(ctx context.Context, ev tokenlysis.JobEvent) error {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	return w.bus.Publish(context.WithoutCancel(ctx), ev.JobID, b)
+	_, err := do(ctx)
+	return err
 }
 
 // progress reports percent for job id, with the report time in the data
-// (job.Report encodes its data argument the same way). The publish time is
-// known only after the store has recorded the event, so it goes into the
-// published payload alone. It returns how long the store took.
+// (job.Report encodes its data argument the same way). It returns how long
+// the store took.
 func (w *reporter) progress(ctx context.Context, id string, percent int) (time.Duration, error) {
 	start := time.Now()
 	data, _ := json.Marshal(sent{ReportNS: start.UnixNano()})
-	ev, err := w.store.Progress(context.WithoutCancel(ctx), id, tokenlysis.JobEvent{
+	_, err := w.store.Progress(context.WithoutCancel(ctx), id, tokenlysis.JobEvent{
 		Kind: tokenlysis.EventProgress, Percent: percent, Message: fmt.Sprintf("%d%%", percent), Data: data,
 	})
-	if err != nil {
-		return 0, err
-	}
-	published := time.Now()
-	ev.Data, _ = json.Marshal(sent{ReportNS: start.UnixNano(), PublishNS: published.UnixNano()})
-	return published.Sub(start), w.publish(ctx, ev)
+	return time.Since(start), err
 }
 
 // stream is one SSE client.
 type stream struct {
-	live     chan struct{} // closed once the event with seq liveSeq arrived
-	latency  []time.Duration
-	delivery []time.Duration
-	err      error
+	live    chan struct{} // closed once the event with seq liveSeq arrived
+	latency []time.Duration
+	err     error
 }
 
 // follow reads the stream at url until it ends (after a terminal event)
@@ -394,9 +374,6 @@ func (s *stream) follow(ctx context.Context, client *http.Client, url, authHeade
 			var d sent
 			if err := json.Unmarshal(ev.Data, &d); err == nil && d.ReportNS > 0 {
 				s.latency = append(s.latency, now.Sub(time.Unix(0, d.ReportNS)))
-				if d.PublishNS > 0 {
-					s.delivery = append(s.delivery, now.Sub(time.Unix(0, d.PublishNS)))
-				}
 			}
 		}
 		return !ev.Kind.Terminal()

@@ -63,7 +63,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer db.Close()
-	store := sqlstore.New(db)
 
 	rOpts, redisOpt, err := cfg.Redis()
 	if err != nil {
@@ -75,6 +74,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 
 	bus := events.NewBus(rdb, events.Config{Channel: cfg.EventsChannel(), Logger: log})
+	defer bus.Flush(context.WithoutCancel(ctx)) // what the last commits announced
+	// The store publishes the job events it commits, a commit's together.
+	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, log)})
 	az, err := authz.New(authz.Config{PolicyPath: cfg.AuthzPolicy})
 	if err != nil {
 		return err
@@ -114,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	jobs := job.NewService(store, queue, inspector, bus, az, registry, job.ServiceConfig{Logger: log})
+	jobs := job.NewService(store, queue, inspector, az, registry, job.ServiceConfig{Logger: log})
 	srv := api.New(jobs, store, bus, verifier, az, api.Config{
 		Logger: log, Registry: reg, Reporter: reporter, MaxBodyBytes: cfg.MaxBodyBytes, DevIssuer: devIssuer,
 		QueuesUI: asynqmon.New(asynqmon.Options{RootPath: "/admin/queues", RedisConnOpt: redisOpt}),

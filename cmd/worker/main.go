@@ -62,7 +62,6 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	defer db.Close()
-	store := sqlstore.New(db)
 
 	rOpts, redisOpt, err := cfg.Redis()
 	if err != nil {
@@ -71,6 +70,9 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	rdb := redis.NewClient(rOpts)
 	defer rdb.Close()
 	bus := events.NewBus(rdb, events.Config{Channel: cfg.EventsChannel(), Logger: log})
+	defer bus.Flush(context.WithoutCancel(ctx)) // what the last commits announced
+	// The store publishes the job events it commits, a commit's together.
+	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, log)})
 
 	reporter, err := errreport.New(cfg.SentryDSN, cfg.Env, "")
 	if err != nil {
@@ -81,7 +83,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	obs := newAttemptObserver(reg, reporter)
-	runner := job.NewRunner(store, bus, job.RunnerConfig{Logger: log, Observer: obs})
+	runner := job.NewRunner(store, job.RunnerConfig{Logger: log, Observer: obs})
 
 	srv := asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency: cfg.Concurrency,

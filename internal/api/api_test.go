@@ -40,9 +40,9 @@ type testBundle struct {
 func setup(t *testing.T, dialect database.Dialect) *testBundle {
 	t.Helper()
 	db := databasetest.New(t, dialect)
-	store := sqlstore.New(db)
 	rdb := redistest.Client(t, redisDB, "apitest")
 	bus := events.NewBus(rdb, events.Config{Channel: redistest.Prefix() + "events"})
+	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, nil)})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go bus.Run(ctx)
@@ -54,7 +54,7 @@ func setup(t *testing.T, dialect database.Dialect) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), bus, az, reg, job.ServiceConfig{})
+	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), az, reg, job.ServiceConfig{})
 
 	var handler http.Handler
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))

@@ -70,15 +70,17 @@ func NewBus(rdb redis.UniversalClient, cfg Config) *Bus {
 	return b
 }
 
-// publication is one Publish call waiting for its message.
+// publication is one Publish or PublishAsync call waiting for its message
+// (or a Flush: no topic).
 type publication struct {
 	topic   string
 	payload []byte
+	async   bool // nobody waits for err: send logs it
 	err     error
 }
 
-// Publish sends payload to every subscriber of topic in every process.
-// A topic must not contain a newline.
+// Publish sends payload to every subscriber of topic in every process,
+// and returns once Redis has taken it. A topic must not contain a newline.
 func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 	if strings.ContainsRune(topic, '\n') {
 		return fmt.Errorf("publish: topic %q holds a newline", topic)
@@ -92,14 +94,45 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 	return nil
 }
 
+// PublishAsync is Publish without waiting: it queues the publication and
+// returns at once. The publications one goroutine queues go out in the
+// order it queued them, after its earlier Publish calls; a failure is
+// logged, since a notification is only a hint (subscribers resync from
+// the durable store).
+func (b *Bus) PublishAsync(ctx context.Context, topic string, payload []byte) {
+	if strings.ContainsRune(topic, '\n') {
+		b.log.Error("events: publication refused: topic holds a newline", "topic", topic)
+		return
+	}
+	b.publications.Add(1)
+	b.out.Go(ctx, &publication{topic: topic, payload: payload, async: true})
+}
+
+// Flush waits until every publication queued before it has been sent (or
+// has failed), as a process does before it exits.
+func (b *Bus) Flush(ctx context.Context) error {
+	p := &publication{}
+	b.out.Do(ctx, p)
+	return p.err
+}
+
 // send publishes ps as one Redis message.
 func (b *Bus) send(ctx context.Context, ps []*publication) {
-	n := 0
+	n, records := 0, 0
 	for _, p := range ps {
-		n += len(p.topic) + len(p.payload) + 12
+		if p.topic != "" {
+			n += len(p.topic) + len(p.payload) + 12
+			records++
+		}
+	}
+	if records == 0 {
+		return // only Flush calls
 	}
 	msg := make([]byte, 0, n)
 	for _, p := range ps {
+		if p.topic == "" {
+			continue
+		}
 		msg = append(msg, p.topic...)
 		msg = append(msg, '\n')
 		msg = strconv.AppendInt(msg, int64(len(p.payload)), 10)
@@ -108,6 +141,17 @@ func (b *Bus) send(ctx context.Context, ps []*publication) {
 	}
 	b.messages.Add(1)
 	err := b.rdb.Publish(ctx, b.channel, msg).Err()
+	if err != nil {
+		async := 0
+		for _, p := range ps {
+			if p.async {
+				async++
+			}
+		}
+		if async > 0 {
+			b.log.Warn("events: publish failed", "channel", b.channel, "publications", async, "err", err)
+		}
+	}
 	for _, p := range ps {
 		p.err = err
 	}

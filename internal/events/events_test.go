@@ -215,3 +215,41 @@ func TestConcurrentPublicationsShareRedisMessages(t *testing.T) {
 	}
 	t.Logf("%d publications in %d Redis messages", pubs, msgs)
 }
+
+func TestPublishAsyncKeepsOrderAndShareMessages(t *testing.T) {
+	tb := setup(t, events.Config{Buffer: 1024})
+	const topics, each = 4, 100
+	subs := make([]*events.Subscription, topics)
+	for p := range subs {
+		subs[p] = tb.bus.Subscribe(fmt.Sprintf("async-%d", p))
+		defer subs[p].Close()
+	}
+	before := tb.bus.Stats()
+	for i := range each {
+		for p := range topics {
+			tb.bus.PublishAsync(tb.ctx, fmt.Sprintf("async-%d", p), []byte(fmt.Sprintf("%d\n%d", p, i)))
+		}
+	}
+	// A topic with a newline is refused, and refusing it loses nothing else.
+	tb.bus.PublishAsync(tb.ctx, "bad\ntopic", []byte("x"))
+	tb.bus.PublishAsync(tb.ctx, "async-0", []byte("last"))
+	if err := tb.bus.Flush(tb.ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := tb.bus.Stats()
+	for p, s := range subs {
+		for i := range each {
+			if got, want := recv(t, s), fmt.Sprintf("%d\n%d", p, i); got != want {
+				t.Fatalf("async-%d message %d = %q, want %q", p, i, got, want)
+			}
+		}
+	}
+	if got := recv(t, subs[0]); got != "last" {
+		t.Fatalf("async-0 last message = %q, want %q", got, "last")
+	}
+	pubs, msgs := after.Publications-before.Publications, after.Messages-before.Messages
+	if pubs != topics*each+1 || msgs >= pubs/10 {
+		t.Fatalf("%d publications in %d Redis messages: want %d in fewer than a tenth as many messages", pubs, msgs, topics*each+1)
+	}
+	t.Logf("%d publications in %d Redis messages", pubs, msgs)
+}

@@ -7,7 +7,9 @@
 //     writes the row, enqueues the task, and undoes the row when the task
 //     cannot be enqueued, so nothing is half-written.
 //   - Runner is the one asynq middleware of the worker: it moves the row
-//     through running / retrying / succeeded / failed, appends and
-//     publishes events, captures panics and records the final failure
-//     after the last retry. Handlers only call Report and SetResult.
+//     through running / retrying / succeeded / failed, appends events,
+//     captures panics and records the final failure after the last retry.
+//     Handlers only call Report and SetResult.
+//   - Announcer publishes the events the SQL store commits, each commit's
+//     together, on the events bus that the API's streams follow.
 package job

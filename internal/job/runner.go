@@ -38,78 +38,63 @@ type RunnerConfig struct {
 }
 
 // Runner is the worker-side middleware that keeps the job row and its
-// events in step with the asynq task.
+// events in step with the asynq task. It publishes nothing itself: the
+// store announces the events it commits (Announcer).
 type Runner struct {
 	store RunStore
-	pub   Publisher
 	log   *slog.Logger
 	obs   Observer
 }
 
 // NewRunner returns a Runner.
-func NewRunner(store RunStore, pub Publisher, cfg RunnerConfig) *Runner {
-	return &Runner{store: store, pub: pub, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), obs: cfg.Observer}
+func NewRunner(store RunStore, cfg RunnerConfig) *Runner {
+	return &Runner{store: store, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), obs: cfg.Observer}
 }
 
 type runKey struct{}
 
 type run struct {
 	id     string
-	r      *Runner
-	log    *slog.Logger
+	store  RunStore
 	result json.RawMessage
 
-	mu       sync.Mutex
-	pending  chan struct{} // closed once the last queued write is written and published
-	reported chan struct{} // the same, for the last report
-	err      error         // the first queued write that failed
-	startErr error         // the outcome of a queued start
+	mu      sync.Mutex
+	writes  []func() error // the writes queued so far (start, reports), in order
+	reports int            // how many of writes precede or are the last report
 }
 
-// settle waits until the writes queued so far are written and published,
-// and returns the error of the first that failed.
-func (rn *run) settle() error {
+// queue adds a queued write (its wait, from StartAttemptAsync or
+// ProgressAsync) to the run; its outcome may be asked for more than once.
+// rn.mu must be held.
+func (rn *run) queue(wait func() (tokenlysis.JobEvent, error)) func() error {
+	once := sync.OnceValues(wait)
+	w := func() error { _, err := once(); return err }
+	rn.writes = append(rn.writes, w)
+	return w
+}
+
+// settle waits for the first n queued writes (all: n < 0), which were
+// committed in order, and returns the error of the first that failed.
+func (rn *run) settle(n int) error {
 	rn.mu.Lock()
-	pending := rn.pending
+	writes := rn.writes
 	rn.mu.Unlock()
-	if pending != nil {
-		<-pending
+	if n >= 0 {
+		writes = writes[:n]
 	}
-	rn.mu.Lock()
-	defer rn.mu.Unlock()
-	return rn.err
-}
-
-// queue follows a queued write (start or report): once it is written, its
-// event is published after those of the writes queued before it, or its
-// error kept. rn.mu must be held.
-func (rn *run) queue(ctx context.Context, wait func() (tokenlysis.JobEvent, error), report bool) {
-	prev, done := rn.pending, make(chan struct{})
-	rn.pending = done
-	if report {
-		rn.reported = done
+	var first error
+	for _, w := range writes {
+		if err := w(); err != nil && first == nil {
+			first = err
+		}
 	}
-	go func() {
-		defer close(done)
-		ev, err := wait()
-		if prev != nil {
-			<-prev // publish in order
-		}
-		if err != nil {
-			rn.mu.Lock()
-			if rn.err == nil {
-				rn.err = err
-			}
-			rn.mu.Unlock()
-			return
-		}
-		publish(ctx, rn.r.pub, rn.log, ev)
-	}()
+	return first
 }
 
 // Report records progress of the running job: percent (0–100), a message
-// and optional data (any JSON-encodable value). The event is written and
-// published in the background, in order: Report first waits for the
+// and optional data (any JSON-encodable value). The event is written in
+// the background (and published by the store once committed), in order:
+// Report first waits for the
 // previous report's write, not for its own, so that the handler goes on at
 // once and its last report shares a commit with the job's end. It returns
 // the error of an earlier report: ECONFLICT once one found the job
@@ -139,18 +124,16 @@ func report(ctx context.Context, kind tokenlysis.EventKind, percent int, message
 		ev.Data = b
 	}
 	rn.mu.Lock()
-	reported := rn.reported
+	reports := rn.reports
 	rn.mu.Unlock()
-	if reported != nil {
-		<-reported
+	if err := rn.settle(reports); err != nil {
+		return err
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
-	if rn.err != nil {
-		return rn.err
-	}
 	// Queued now, so that the next write of this job comes after it.
-	rn.queue(ctx, rn.r.store.ProgressAsync(context.WithoutCancel(ctx), rn.id, ev), true)
+	rn.queue(rn.store.ProgressAsync(context.WithoutCancel(ctx), rn.id, ev))
+	rn.reports = len(rn.writes)
 	return nil
 }
 
@@ -177,41 +160,34 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		log := r.log.With("job_id", id, "job_type", t.Type(), "attempt", retried+1)
 		bg := context.WithoutCancel(ctx)
 
-		rn := &run{id: id, r: r, log: log}
+		rn := &run{id: id, store: r.store}
+		started := func() error { return nil }
 		if retried == 0 {
 			// A first delivery: the start is queued with the handler's
 			// first report and its end, and they usually go in one commit.
 			// A job canceled meanwhile refuses them all (the cancel
 			// stands), one without a record refuses them as not found.
-			wait := r.store.StartAttemptAsync(bg, id)
 			rn.mu.Lock()
-			rn.queue(ctx, func() (tokenlysis.JobEvent, error) {
-				ev, err := wait()
-				rn.startErr = err // read after settle
-				return ev, err
-			}, false)
+			started = rn.queue(r.store.StartAttemptAsync(bg, id))
 			rn.mu.Unlock()
 		} else {
 			// A task delivered again (a retry, or its lease expired with a
 			// worker that died) may belong to a job that ended meanwhile:
 			// it must not run before its start is known to apply.
-			ev, err := r.store.StartAttempt(bg, id)
+			_, err := r.store.StartAttempt(bg, id)
 			if stop, ret := r.refusedStart(t, log, id, err); stop {
 				return ret
 			}
-			publish(ctx, r.pub, log, ev)
 		}
 
 		err := safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
-		var ev tokenlysis.JobEvent
 		var ferr error
 		if err == nil {
-			// Written after the reports (queued before it), then published
-			// after theirs.
-			ev, ferr = r.store.Succeed(bg, id, rn.result)
+			// Written after the reports, queued before it.
+			_, ferr = r.store.Succeed(bg, id, rn.result)
 		}
-		rn.settle()
-		if stop, ret := r.refusedStart(t, log, id, rn.startErr); stop {
+		rn.settle(-1)
+		if stop, ret := r.refusedStart(t, log, id, started()); stop {
 			return ret
 		}
 		if err == nil {
@@ -223,7 +199,6 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			} else if ferr != nil {
 				return fmt.Errorf("record success of job %s: %w", id, ferr)
 			}
-			publish(ctx, r.pub, log, ev)
 			r.observe(t.Type(), "succeeded", nil)
 			return nil
 		}
@@ -242,20 +217,16 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		}
 		msg := err.Error()
 		if retried >= maxRetry || errors.Is(err, asynq.SkipRetry) {
-			if ev, ferr := r.store.Fail(bg, id, msg); ferr == nil {
-				publish(ctx, r.pub, log, ev)
-			} else if tokenlysis.ErrorCode(ferr) != tokenlysis.ECONFLICT {
+			if _, ferr := r.store.Fail(bg, id, msg); ferr != nil && tokenlysis.ErrorCode(ferr) != tokenlysis.ECONFLICT {
 				log.Error("job: record failure", "err", ferr)
 			}
 			r.observe(t.Type(), "failed", err)
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
-		if ev, ferr := r.store.Retrying(bg, id, msg); ferr == nil {
-			publish(ctx, r.pub, log, ev)
-		} else if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
+		if _, ferr := r.store.Retrying(bg, id, msg); tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
 			r.observe(t.Type(), "canceled", nil)
 			return nil // taken over meanwhile
-		} else {
+		} else if ferr != nil {
 			log.Error("job: record retry", "err", ferr)
 		}
 		r.observe(t.Type(), "retrying", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,7 @@ import (
 const redisDB = 4
 
 type testBundle struct {
+	bus        *events.Bus
 	inspector  *asynq.Inspector
 	svc        *job.Service
 	store      *sqlstore.Store
@@ -37,12 +39,17 @@ type testBundle struct {
 func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFunc) testBundle {
 	t.Helper()
 	db := databasetest.New(t, d)
-	store := sqlstore.New(db)
 	rdb := redistest.Client(t, redisDB, "jobtest")
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	bus := events.NewBus(rdb, events.Config{Channel: redistest.Prefix() + "events"})
+	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, nil)})
+	busCtx, stopBus := context.WithCancel(context.Background())
+	busDone := make(chan struct{})
+	go func() { bus.Run(busCtx); close(busDone) }()
+	t.Cleanup(func() { stopBus(); <-busDone })
+	waitBusLive(t, bus)
 	az, _ := authz.New(authz.Config{})
 	var specs []job.Spec
 	for typ := range handlers {
@@ -54,7 +61,7 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 		t.Fatal(err)
 	}
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), inspector, bus, az, reg, job.ServiceConfig{})
+	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), inspector, az, reg, job.ServiceConfig{})
 
 	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
 	srv := asynq.NewServer(redisOpt, asynq.Config{
@@ -63,7 +70,7 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 		LogLevel:       asynq.FatalLevel,
 	})
 	mux := asynq.NewServeMux()
-	mux.Use(job.NewRunner(store, bus, job.RunnerConfig{}).Middleware)
+	mux.Use(job.NewRunner(store, job.RunnerConfig{}).Middleware)
 	for typ, h := range handlers {
 		mux.Handle(typ, h)
 	}
@@ -73,7 +80,36 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 	t.Cleanup(srv.Shutdown)
 	// Grace < 0: every unfinished job is checked, however fresh.
 	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second})
-	return testBundle{inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
+	return testBundle{bus: bus, inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
+}
+
+// sameJSON reports whether a and b hold the same JSON value (PostgreSQL
+// stores JSONB in its own spacing), or are both empty.
+func sameJSON(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var va, vb any
+	return json.Unmarshal(a, &va) == nil && json.Unmarshal(b, &vb) == nil && reflect.DeepEqual(va, vb)
+}
+
+// waitBusLive returns once bus receives its own publications.
+func waitBusLive(t *testing.T, bus *events.Bus) {
+	t.Helper()
+	probe := bus.Subscribe("probe")
+	defer probe.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := bus.Publish(context.Background(), "probe", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-probe.C:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("the events bus never received its own publication")
 }
 
 func (tb testBundle) submit(t *testing.T, typ string) tokenlysis.Job {
@@ -143,7 +179,14 @@ func TestRunner(t *testing.T) {
 			var flaky atomic.Int32
 			release := make(chan struct{})
 			lateReport := make(chan error, 1)
+			gate := make(chan struct{})
 			tb := setup(t, d, map[string]asynq.HandlerFunc{
+				"t:gated": func(ctx context.Context, _ *asynq.Task) error {
+					<-gate
+					job.Report(ctx, 30, "one", nil)
+					job.Report(ctx, 60, "two", map[string]int{"n": 2})
+					return nil
+				},
 				"t:late": func(ctx context.Context, _ *asynq.Task) error {
 					job.Report(ctx, 1, "first", nil)
 					<-ctx.Done()                     // canceled
@@ -190,6 +233,33 @@ func TestRunner(t *testing.T) {
 				}
 				if got := tb.kinds(t, j.ID); got != "queued,started,progress,succeeded" {
 					t.Fatalf("events = %s", got)
+				}
+			})
+			t.Run("the events of a run are published once committed, in order", func(t *testing.T) {
+				j := tb.submit(t, "t:gated")
+				tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+				sub := tb.bus.Subscribe(j.ID)
+				defer sub.Close()
+				close(gate)
+				tb.waitFor(t, j.ID, terminal)
+				stored, err := tb.store.Events(context.Background(), j.ID, 2, 100) // after "queued" and "started"
+				if err != nil || len(stored) != 3 {
+					t.Fatalf("stored events after the start: %+v (%v)", stored, err)
+				}
+				for _, want := range stored {
+					select {
+					case payload := <-sub.C:
+						var got tokenlysis.JobEvent
+						if err := json.Unmarshal(payload, &got); err != nil {
+							t.Fatalf("payload %s: %v", payload, err)
+						}
+						if got.JobID != j.ID || got.Seq != want.Seq || got.Kind != want.Kind || got.Percent != want.Percent ||
+							got.Message != want.Message || !sameJSON(got.Data, want.Data) || !got.CreatedAt.Equal(want.CreatedAt) {
+							t.Fatalf("published %+v, want the stored %+v", got, want)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatalf("event %d (%s) never published", want.Seq, want.Kind)
+					}
 				}
 			})
 			t.Run("a failed attempt is retried and the job succeeds", func(t *testing.T) {

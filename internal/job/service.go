@@ -39,11 +39,6 @@ type Inspector interface {
 	CancelProcessing(id string) error
 }
 
-// Publisher sends live notifications (an *events.Bus).
-type Publisher interface {
-	Publish(ctx context.Context, topic string, payload []byte) error
-}
-
 // Authorizer decides permissions (an *authz.Enforcer).
 type Authorizer interface {
 	Allowed(roles []string, p authz.Permission) bool
@@ -64,15 +59,15 @@ type Service struct {
 	store     Store
 	queue     Queue
 	inspector Inspector
-	pub       Publisher
 	authz     Authorizer
 	registry  *Registry
 	log       *slog.Logger
 }
 
-// NewService returns a Service.
-func NewService(store Store, queue Queue, inspector Inspector, pub Publisher, az Authorizer, reg *Registry, cfg ServiceConfig) *Service {
-	return &Service{store: store, queue: queue, inspector: inspector, pub: pub, authz: az, registry: reg,
+// NewService returns a Service. The events of the jobs it changes are
+// published by the store that commits them (Announcer).
+func NewService(store Store, queue Queue, inspector Inspector, az Authorizer, reg *Registry, cfg ServiceConfig) *Service {
+	return &Service{store: store, queue: queue, inspector: inspector, authz: az, registry: reg,
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}
 }
 
@@ -129,8 +124,6 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitReques
 		}
 		return tokenlysis.Job{}, false, err
 	}
-	// The "queued" event is not published: nobody can be following a job
-	// whose ID has not been returned yet; streams read it from SQL.
 	return j, true, nil
 }
 
@@ -144,21 +137,6 @@ func (s *Service) enqueue(ctx context.Context, spec Spec, j tokenlysis.Job) erro
 		return fmt.Errorf("enqueue %s: %w: %w", j.ID, tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
 	}
 	return nil
-}
-
-func (s *Service) publish(ctx context.Context, ev tokenlysis.JobEvent) {
-	publish(ctx, s.pub, s.log, ev)
-}
-
-func publish(ctx context.Context, pub Publisher, log *slog.Logger, ev tokenlysis.JobEvent) {
-	payload, err := json.Marshal(ev)
-	if err == nil {
-		err = pub.Publish(context.WithoutCancel(ctx), ev.JobID, payload)
-	}
-	if err != nil {
-		// Streams resynchronise from SQL; a lost notification only delays them.
-		log.Warn("job: publish event failed", "job_id", ev.JobID, "seq", ev.Seq, "err", err)
-	}
 }
 
 // Find returns a job the principal may see: their own, or any job for a
@@ -197,11 +175,9 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (toke
 	if err != nil {
 		return j, err
 	}
-	ev, err := s.store.Cancel(ctx, id)
-	if err != nil {
+	if _, err := s.store.Cancel(ctx, id); err != nil {
 		return j, err
 	}
-	s.publish(ctx, ev)
 	if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 		// Active tasks cannot be deleted: cancel their context instead.
 		if cerr := s.inspector.CancelProcessing(id); cerr != nil {
@@ -239,8 +215,7 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
 		return j, fmt.Errorf("find previous task: %w: %w", tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
 	}
-	ev, err := s.store.Requeue(ctx, id)
-	if err != nil {
+	if _, err := s.store.Requeue(ctx, id); err != nil {
 		return j, err
 	}
 	if err := s.enqueue(ctx, spec, j); err != nil {
@@ -249,6 +224,5 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 		}
 		return j, err
 	}
-	s.publish(ctx, ev)
 	return s.store.FindJob(ctx, id)
 }

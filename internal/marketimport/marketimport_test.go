@@ -30,7 +30,7 @@ type testBundle struct {
 
 func setup(t *testing.T, db *database.DB) testBundle {
 	t.Helper()
-	return testBundle{ctx: context.Background(), db: db, store: sqlstore.New(db)}
+	return testBundle{ctx: context.Background(), db: db, store: sqlstore.New(db, sqlstore.Config{})}
 }
 
 func day(s string) time.Time {

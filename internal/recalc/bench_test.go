@@ -24,7 +24,7 @@ func BenchmarkRun(b *testing.B) {
 		b.Run(string(d), func(b *testing.B) {
 			ctx := context.Background()
 			db := databasetest.New(b, d)
-			store := sqlstore.New(db)
+			store := sqlstore.New(db, sqlstore.Config{})
 			t0 := time.Now()
 			sum, err := marketimport.SeedDemo(ctx, store, demo.Config{Assets: 1000, Days: 1826})
 			if err != nil {

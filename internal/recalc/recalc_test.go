@@ -36,7 +36,7 @@ type testBundle struct {
 
 func setup(t *testing.T, db *database.DB, seed demo.Config) testBundle {
 	t.Helper()
-	tb := testBundle{ctx: context.Background(), db: db, store: sqlstore.New(db)}
+	tb := testBundle{ctx: context.Background(), db: db, store: sqlstore.New(db, sqlstore.Config{})}
 	if seed.Assets > 0 {
 		if _, err := marketimport.SeedDemo(tb.ctx, tb.store, seed); err != nil {
 			t.Fatal(err)

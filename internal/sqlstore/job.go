@@ -207,8 +207,7 @@ func (s *Store) transition(ctx context.Context, k *transitionKind, id string, ar
 
 // outcome turns a committed transition into its event or its error.
 func (s *Store) outcome(ctx context.Context, w *jobWrite) (tokenlysis.JobEvent, error) {
-	ev := w.ev
-	ev.JobID, ev.Seq, ev.CreatedAt = w.id, w.seq, w.at
+	ev := w.event()
 	if w.err != nil {
 		return ev, wrap(w.kind.op, w.err)
 	}

@@ -17,7 +17,7 @@ import (
 func BenchmarkJobLifecycle(b *testing.B) {
 	for _, d := range databasetest.Dialects() {
 		b.Run(string(d), func(b *testing.B) {
-			s := sqlstore.New(databasetest.New(b, d))
+			s := sqlstore.New(databasetest.New(b, d), sqlstore.Config{})
 			ctx := context.Background()
 			result := json.RawMessage(`{"steps":1}`)
 			before := s.JobWriteStats()

@@ -97,6 +97,13 @@ type jobWrite struct {
 	err     error
 }
 
+// event is the event a committed transition appended.
+func (w *jobWrite) event() tokenlysis.JobEvent {
+	ev := w.ev
+	ev.JobID, ev.Seq, ev.CreatedAt = w.id, w.seq, w.at
+	return ev
+}
+
 func (w *jobWrite) jobID() string {
 	if w.create != nil {
 		return w.create.ID
@@ -145,10 +152,28 @@ func (s *Store) commitGroup(ctx context.Context, group []*jobWrite) {
 		for _, w := range group {
 			w.err = s.commitWrites(ctx, []*jobWrite{w})
 		}
+	} else {
+		for _, w := range group {
+			w.err = err
+		}
+	}
+	s.announce(ctx, group)
+}
+
+// announce tells the Announcer of the events group made durable, in the
+// group's order (a job's writes are in the order they were queued).
+func (s *Store) announce(ctx context.Context, group []*jobWrite) {
+	if s.announcer == nil {
 		return
 	}
+	evs := make([]tokenlysis.JobEvent, 0, len(group))
 	for _, w := range group {
-		w.err = err
+		if w.err == nil && w.applied && w.create == nil {
+			evs = append(evs, w.event())
+		}
+	}
+	if len(evs) > 0 {
+		s.announcer.Announce(ctx, evs)
 	}
 }
 

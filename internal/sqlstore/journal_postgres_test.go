@@ -110,7 +110,7 @@ func TestChainSQL(t *testing.T) {
 func TestGroupOfChains(t *testing.T) {
 	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
 		ctx := context.Background()
-		s := New(db)
+		s := New(db, Config{})
 		ids := make([]string, 3)
 		for i := range ids {
 			ids[i] = uuid.Must(uuid.NewV7()).String()

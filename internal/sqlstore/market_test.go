@@ -26,7 +26,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, tb marketBundle)) {
 	t.Helper()
 	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
 		t.Parallel()
-		fn(t, marketBundle{ctx: context.Background(), store: sqlstore.New(db), db: db})
+		fn(t, marketBundle{ctx: context.Background(), store: sqlstore.New(db, sqlstore.Config{}), db: db})
 	})
 }
 

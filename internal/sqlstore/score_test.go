@@ -382,7 +382,7 @@ func BenchmarkLatestScores(b *testing.B) {
 		b.Run(string(d), func(b *testing.B) {
 			ctx := context.Background()
 			db := databasetest.New(b, d)
-			s := sqlstore.New(db)
+			s := sqlstore.New(db, sqlstore.Config{})
 			const n = 1000
 			coins := make([]sqlstore.Coin, n)
 			batch := sqlstore.ScoreBatch{From: sqlstore.DayOf(day("2025-01-01")), To: sqlstore.DayOf(day("2025-01-14"))}
@@ -421,7 +421,7 @@ func BenchmarkWriteScores(b *testing.B) {
 		b.Run(string(d), func(b *testing.B) {
 			ctx := context.Background()
 			db := databasetest.New(b, d)
-			s := sqlstore.New(db)
+			s := sqlstore.New(db, sqlstore.Config{})
 			const nCoins, nDays = 100, 1826
 			d0 := sqlstore.DayOf(day("2021-01-01"))
 			coins := make([]sqlstore.Coin, nCoins)

@@ -16,19 +16,36 @@ import (
 
 // Store is the SQL store. It is safe for concurrent use.
 type Store struct {
-	db  *database.DB
-	now func() time.Time
+	db        *database.DB
+	now       func() time.Time
+	announcer Announcer
 	// journal commits the job writes in groups (see journal.go).
 	journal         *batch.Group[*jobWrite]
 	writes, commits atomic.Int64
 	stmts           sync.Map // SQL → *sql.Stmt (SQLite job writes)
 }
 
+// Config configures a Store. The zero value is valid.
+type Config struct {
+	// Announcer is told of the job events each commit made durable
+	// (optional): the API and the worker publish them on the events bus.
+	Announcer Announcer
+}
+
+// Announcer is told of the job events a commit made durable, in commit
+// order, by the goroutine that committed them, before the next commit
+// starts: it must not block (an events bus queues them). A new job's
+// "queued" event is not announced: nobody can follow a job whose ID was
+// not returned yet.
+type Announcer interface {
+	Announce(ctx context.Context, evs []tokenlysis.JobEvent)
+}
+
 // New returns a Store over db, whose schema the migrations have built.
-func New(db *database.DB) *Store {
+func New(db *database.DB, cfg Config) *Store {
 	// Microseconds: PostgreSQL keeps no more, so what a method returns is
 	// what a later read returns.
-	s := &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s := &Store{db: db, announcer: cfg.Announcer, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	s.journal = batch.New(s.commitGroup, batch.Config{Concurrent: 1})
 	return s
 }

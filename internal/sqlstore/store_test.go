@@ -37,7 +37,7 @@ func code(err error) string { return tokenlysis.ErrorCode(err) }
 func TestJobs(t *testing.T) {
 	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
 		ctx := context.Background()
-		s := sqlstore.New(db)
+		s := sqlstore.New(db, sqlstore.Config{})
 
 		t.Run("create and find", func(t *testing.T) {
 			j := mustCreate(t, s, newJob("alice"))
@@ -492,7 +492,7 @@ func jobIDs(js []tokenlysis.Job) []string {
 func TestUsers(t *testing.T) {
 	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
 		ctx := context.Background()
-		s := sqlstore.New(db)
+		s := sqlstore.New(db, sqlstore.Config{})
 		var created []tokenlysis.User
 		for i := 0; i < 3; i++ {
 			u := tokenlysis.User{Email: fmt.Sprintf("u%d@example.com", i), FullName: fmt.Sprintf("User %d", i)}

@@ -257,12 +257,12 @@ func (b *Bed) StartAPI(ctx context.Context) (_ *API, err error) {
 	if a.db, err = b.OpenDB(ctx); err != nil {
 		return nil, err
 	}
-	a.Store = sqlstore.New(a.db)
 	if a.rdb, err = b.Redis(ctx); err != nil {
 		return nil, err
 	}
 	a.queue = asynq.NewClientFromRedisClient(a.rdb)
 	a.Bus = events.NewBus(a.rdb, events.Config{Channel: b.Channel})
+	a.Store = sqlstore.New(a.db, sqlstore.Config{Announcer: job.NewAnnouncer(a.Bus, nil)})
 	az, err := authz.New(authz.Config{})
 	if err != nil {
 		return nil, err
@@ -287,7 +287,7 @@ func (b *Bed) StartAPI(ctx context.Context) (_ *API, err error) {
 		ln.Close()
 		return nil, err
 	}
-	a.Service = job.NewService(a.Store, a.queue, asynq.NewInspectorFromRedisClient(a.rdb), a.Bus, az, registry, job.ServiceConfig{})
+	a.Service = job.NewService(a.Store, a.queue, asynq.NewInspectorFromRedisClient(a.rdb), az, registry, job.ServiceConfig{})
 	srv := api.New(a.Service, a.Store, a.Bus, verifier, az, api.Config{
 		Registry: prometheus.NewRegistry(), DevIssuer: a.Issuer,
 		Checks: []api.Checker{{Name: "database", Check: a.Store.Ping}},
