@@ -2,11 +2,13 @@ package migrations_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/migrations"
 )
 
 const insertJob = `INSERT INTO jobs (id, type, queue, params, status, submitted_by, idempotency_key, dedupe_key, created_at, updated_at)
@@ -24,8 +26,8 @@ func addJob(ctx context.Context, db *database.DB, j jobRow) error {
 	return err
 }
 
-// TestSchema_Constraints checks that the constraints of 001_core behave the
-// same on both engines: they are what the stores rely on.
+// TestSchema_Constraints checks that the constraints of the jobs tables
+// behave the same on both engines: they are what the stores rely on.
 func TestSchema_Constraints(t *testing.T) {
 	t.Parallel()
 	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
@@ -46,18 +48,27 @@ func TestSchema_Constraints(t *testing.T) {
 			t.Errorf("same submitter and idempotency key: %v, want a unique violation", err)
 		}
 
-		// A dedupe key is unique among active jobs only.
+		// An active dedupe key is unique; NULLs (finished jobs, jobs
+		// without a key) never collide. The store keeps active_dedupe_key
+		// equal to dedupe_key while a job is unfinished, NULL after.
+		const setActive = `UPDATE jobs SET active_dedupe_key = ? WHERE id = ?`
 		mustAdd(t, db, jobRow{id: "d1", status: "running", submittedBy: "u1", dedupeKey: "btc"})
-		err = addJob(ctx, db, jobRow{id: "d2", status: "queued", submittedBy: "u2", dedupeKey: "btc"})
-		if !database.IsUniqueViolation(err) {
-			t.Errorf("second active job with the same dedupe key: %v, want a unique violation", err)
-		}
-		if _, err := db.ExecContext(ctx, db.Rebind(`UPDATE jobs SET status = ? WHERE id = ?`), "succeeded", "d1"); err != nil {
+		mustAdd(t, db, jobRow{id: "d2", status: "queued", submittedBy: "u2", dedupeKey: "btc"})
+		if _, err := db.ExecContext(ctx, db.Rebind(setActive), "btc", "d1"); err != nil {
 			t.Fatal(err)
 		}
-		mustAdd(t, db, jobRow{id: "d3", status: "queued", submittedBy: "u2", dedupeKey: "btc"})
+		if _, err := db.ExecContext(ctx, db.Rebind(setActive), "btc", "d2"); !database.IsUniqueViolation(err) {
+			t.Errorf("second active job with the same dedupe key: %v, want a unique violation", err)
+		}
+		if _, err := db.ExecContext(ctx, db.Rebind(setActive), nil, "d1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, db.Rebind(setActive), "btc", "d2"); err != nil {
+			t.Errorf("active dedupe key once the other job let it go: %v", err)
+		}
 
-		// Events belong to a job and go with it.
+		// Events are numbered per job. There is no foreign key to jobs (it
+		// cost a check per event): the store deletes a job's events with it.
 		const insertEvent = `INSERT INTO job_events (job_id, seq, kind, created_at) VALUES (?, ?, ?, ?)`
 		for seq := 1; seq <= 2; seq++ {
 			if _, err := db.ExecContext(ctx, db.Rebind(insertEvent), "j1", seq, "progress", time.Now()); err != nil {
@@ -67,15 +78,33 @@ func TestSchema_Constraints(t *testing.T) {
 		if _, err := db.ExecContext(ctx, db.Rebind(insertEvent), "j1", 2, "progress", time.Now()); !database.IsUniqueViolation(err) {
 			t.Errorf("duplicate (job_id, seq): %v, want a unique violation", err)
 		}
-		if _, err := db.ExecContext(ctx, db.Rebind(insertEvent), "no-such-job", 1, "queued", time.Now()); err == nil {
-			t.Error("event of a missing job accepted: foreign keys are off")
+	})
+}
+
+// TestSchema_NoJobsIndexUsesStatus keeps the update of a job row a HOT
+// update on PostgreSQL (003_hot_jobs): status changes on every transition,
+// and a row whose indexed column changes (key, expression or partial
+// index predicate) gets a new entry in every index. SQLite has the same
+// indexes.
+func TestSchema_NoJobsIndexUsesStatus(t *testing.T) {
+	t.Parallel()
+	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
+		t.Parallel()
+		q := `SELECT name || ' ' || COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'`
+		if db.Dialect == database.Postgres {
+			q = `SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'jobs'`
 		}
-		if _, err := db.ExecContext(ctx, db.Rebind(`DELETE FROM jobs WHERE id = ?`), "j1"); err != nil {
+		var defs []string
+		if err := db.SelectContext(context.Background(), &defs, q); err != nil {
 			t.Fatal(err)
 		}
-		var n int
-		if err := db.GetContext(ctx, &n, db.Rebind(`SELECT COUNT(*) FROM job_events WHERE job_id = ?`), "j1"); err != nil || n != 0 {
-			t.Errorf("events left after deleting their job: %d, %v", n, err)
+		if len(defs) == 0 {
+			t.Fatal("no index of jobs found")
+		}
+		for _, d := range defs {
+			if strings.Contains(strings.ToLower(d), "status") {
+				t.Errorf("index uses status, so every transition writes every index: %s", d)
+			}
 		}
 	})
 }
@@ -125,5 +154,83 @@ func mustAdd(t *testing.T, db *database.DB, j jobRow) {
 	t.Helper()
 	if err := addJob(context.Background(), db, j); err != nil {
 		t.Fatalf("insert job %s: %v", j.id, err)
+	}
+}
+
+// TestMigration003_KeepsData applies 003_hot_jobs over jobs and events and
+// rolls it back: Up sets the active dedupe key of the unfinished jobs only
+// and keeps every event; Down keeps the events of existing jobs, drops
+// those whose job is gone (the foreign key comes back) and restores the
+// old dedupe rule.
+func TestMigration003_KeepsData(t *testing.T) {
+	t.Parallel()
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := databasetest.NewEmpty(t, d)
+			upOne(t, db, "001_core.sql")
+			upOne(t, db, "002_market.sql")
+			jobs := []jobRow{
+				{id: "queued", status: "queued", submittedBy: "u", dedupeKey: "a"},
+				{id: "running", status: "running", submittedBy: "u", dedupeKey: "b"},
+				{id: "retrying", status: "retrying", submittedBy: "u", dedupeKey: "c"},
+				{id: "done", status: "succeeded", submittedBy: "u", dedupeKey: "a"},
+				{id: "failed", status: "failed", submittedBy: "u", dedupeKey: "b"},
+				{id: "plain", status: "queued", submittedBy: "u"},
+			}
+			const insertEvent = `INSERT INTO job_events (job_id, seq, kind, created_at) VALUES (?, ?, ?, ?)`
+			for _, j := range jobs {
+				mustAdd(t, db, j)
+				if _, err := db.ExecContext(ctx, db.Rebind(insertEvent), j.id, 1, "queued", time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			upOne(t, db, "003_hot_jobs.sql")
+
+			var active []string
+			err := db.SelectContext(ctx, &active, `SELECT id || '=' || COALESCE(active_dedupe_key, '-') FROM jobs ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.Join(active, " "), "done=- failed=- plain=- queued=a retrying=c running=b"; got != want {
+				t.Errorf("active dedupe keys after Up: %s, want %s", got, want)
+			}
+			countEvents := func() int {
+				t.Helper()
+				var n int
+				if err := db.GetContext(ctx, &n, `SELECT COUNT(*) FROM job_events`); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if n := countEvents(); n != len(jobs) {
+				t.Errorf("%d events after Up, want %d", n, len(jobs))
+			}
+			// Without the foreign key, an event of a missing job is accepted.
+			if _, err := db.ExecContext(ctx, db.Rebind(insertEvent), "gone", 1, "queued", time.Now()); err != nil {
+				t.Fatalf("event without its job after Up: %v", err)
+			}
+
+			if n, err := migrations.Down(ctx, db, 1); err != nil || n != 1 {
+				t.Fatalf("Down 003: n=%d, err=%v", n, err)
+			}
+			if n := countEvents(); n != len(jobs) {
+				t.Errorf("%d events after Down, want %d (the orphan dropped)", n, len(jobs))
+			}
+			if _, err := db.ExecContext(ctx, db.Rebind(insertEvent), "gone", 1, "queued", time.Now()); err == nil {
+				t.Error("event without its job accepted after Down: the foreign key is not back")
+			}
+			if _, err := db.ExecContext(ctx, db.Rebind(`DELETE FROM jobs WHERE id = ?`), "plain"); err != nil {
+				t.Fatal(err)
+			}
+			if n := countEvents(); n != len(jobs)-1 {
+				t.Errorf("%d events after deleting a job under 001, want %d (ON DELETE CASCADE)", n, len(jobs)-1)
+			}
+			err = addJob(ctx, db, jobRow{id: "again", status: "queued", submittedBy: "u", dedupeKey: "a"})
+			if !database.IsUniqueViolation(err) {
+				t.Errorf("second unfinished job with dedupe key a after Down: %v, want a unique violation", err)
+			}
+		})
 	}
 }

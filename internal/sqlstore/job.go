@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
@@ -82,20 +83,27 @@ func (s *Store) CreateJob(ctx context.Context, j tokenlysis.Job) (_ tokenlysis.J
 		j.Params = json.RawMessage("{}")
 	}
 
-	w := &jobWrite{create: &j}
-	s.write(ctx, w)
-	if w.err != nil {
-		return j, false, wrap("create job", w.err)
+	for try := 1; ; try++ {
+		w := &jobWrite{create: &j}
+		s.write(ctx, w)
+		if w.err != nil {
+			return j, false, wrap("create job", w.err)
+		}
+		if w.applied {
+			return j, true, nil
+		}
+		existing, created, err := s.existingFor(ctx, j)
+		if errors.Is(err, errStaleDedupeKey) && try == 1 {
+			continue // the dedupe key is free now
+		}
+		return existing, created, err
 	}
-	if !w.applied {
-		return s.existingFor(ctx, j)
-	}
-	return j, true, nil
 }
 
 // existingFor finds the job that made the insert of j violate a uniqueness
 // rule: the submitter's earlier job with the same idempotency key, or the
 // unfinished job holding the same dedupe key.
+// Errors: ECONFLICT; errStaleDedupeKey (see dedupeHolder).
 func (s *Store) existingFor(ctx context.Context, j tokenlysis.Job) (tokenlysis.Job, bool, error) {
 	if j.IdempotencyKey != "" {
 		var r jobRow
@@ -107,22 +115,113 @@ func (s *Store) existingFor(ctx context.Context, j tokenlysis.Job) (tokenlysis.J
 		}
 	}
 	if j.DedupeKey != "" {
-		var r jobRow
-		err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+jobColumns+` FROM jobs WHERE dedupe_key = ? AND status IN ('queued', 'running', 'retrying')`), j.DedupeKey)
-		if err == nil {
-			return r.job(), false, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "An identical job is already queued or running: " + r.ID + "."}
-		} else if !errors.Is(err, sql.ErrNoRows) {
+		holder, err := s.dedupeHolder(ctx, j.DedupeKey)
+		switch {
+		case err == nil:
+			return holder, false, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "An identical job is already queued or running: " + holder.ID + "."}
+		case errors.Is(err, errStaleDedupeKey):
+			return j, false, err
+		case tokenlysis.ErrorCode(err) != tokenlysis.ENOTFOUND:
 			return j, false, wrap("create job", err)
 		}
 	}
 	return j, false, tokenlysis.Errorf(tokenlysis.ECONFLICT, "A job with this ID already exists.")
 }
 
+// errStaleDedupeKey reports that a dedupe key was held by a finished job
+// and has been released: the write it refused may be tried again, once.
+var errStaleDedupeKey = tokenlysis.Errorf(tokenlysis.ECONFLICT, "An identical job has just ended; try again.")
+
+// dedupeHolder returns the unfinished job holding the dedupe key: the job
+// whose active_dedupe_key it is (003_hot_jobs). A finished job holding it
+// is a stale hold, which only a release older than 003 leaves behind (it
+// ends jobs without clearing active_dedupe_key, e.g. during a rolling
+// deploy): dedupeHolder releases it and returns errStaleDedupeKey.
+// Errors: ENOTFOUND when no job holds the key; errStaleDedupeKey.
+func (s *Store) dedupeHolder(ctx context.Context, key string) (tokenlysis.Job, error) {
+	var r jobRow
+	err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+jobColumns+` FROM jobs WHERE active_dedupe_key = ?`), key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tokenlysis.Job{}, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "No job holds this dedupe key.")
+	} else if err != nil {
+		return tokenlysis.Job{}, err
+	}
+	j := r.job()
+	if !j.Status.Terminal() {
+		return j, nil
+	}
+	const release = `UPDATE jobs SET active_dedupe_key = NULL WHERE id = ? AND status IN ('succeeded', 'failed', 'canceled')`
+	if _, err := s.db.ExecContext(ctx, s.rebind(release), j.ID); err != nil {
+		return j, err
+	}
+	return j, errStaleDedupeKey
+}
+
 // DeleteJob removes a job and its events. The API uses it to undo a job
 // whose task could not be enqueued, so that nothing is left half-written.
 func (s *Store) DeleteJob(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM jobs WHERE id = ?`), id)
+	_, err := s.deleteJobs(ctx, `id = ?`, id)
 	return wrap("delete job", err)
+}
+
+// deleteJobs deletes the jobs matching where (a constant condition on
+// jobs, its values bound as ? arguments) with their events, in one
+// transaction, and returns how many jobs it deleted. job_events has no
+// foreign key to jobs (003_hot_jobs: its check cost every event insert),
+// so every delete of jobs goes through here.
+func (s *Store) deleteJobs(ctx context.Context, where string, args ...any) (int64, error) {
+	if s.db.Dialect == database.Postgres {
+		return s.deleteJobsPostgres(ctx, where, args...)
+	}
+	return s.deleteJobsSQLite(ctx, where, args...)
+}
+
+// deleteJobsPostgres deletes the jobs, then their events in a second
+// statement. Under READ COMMITTED each statement reads a snapshot taken
+// when it starts: a delete that waited for a transaction writing to one
+// of its jobs (a transition commits the job's row and its events
+// together) sees that job's new version, and the second statement sees
+// the events that transaction committed. One statement (a CTE) would read
+// events through the first snapshot and leave those behind.
+func (s *Store) deleteJobsPostgres(ctx context.Context, where string, args ...any) (int64, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var ids []string
+	if err := tx.SelectContext(ctx, &ids, s.rebind(`DELETE FROM jobs WHERE `+where+` RETURNING id`), args...); err != nil {
+		return 0, err
+	}
+	if len(ids) > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM job_events WHERE job_id = ANY($1)`, ids); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(ids)), tx.Commit()
+}
+
+// deleteJobsSQLite deletes the events, then the jobs. The transaction
+// begins IMMEDIATE (the connection's _txlock): no other write comes
+// between the two statements.
+func (s *Store) deleteJobsSQLite(ctx context.Context, where string, args ...any) (int64, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE `+where+`)`, args...); err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE `+where, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }
 
 // FindJob returns the job with the given ID.
@@ -147,6 +246,13 @@ func (s *Store) ListJobs(ctx context.Context, f tokenlysis.JobFilter) ([]tokenly
 		where, args = append(where, "submitted_by = ?"), append(args, *v)
 	}
 	if v := f.Status; v != nil {
+		// No index covers status: with one, every update of a job row on
+		// the job path would be a non-HOT update on PostgreSQL, writing a
+		// new entry in every index (003_hot_jobs). The list walks the jobs
+		// newest first (the primary key, or submitter and id) and filters
+		// until its page is full: cheap for a status many recent jobs
+		// have; for a rare one, at worst a read of every job kept (the
+		// retention, TOKENLYSIS_JOB_RETENTION, bounds the finished ones).
 		where, args = append(where, "status = ?"), append(args, string(*v))
 	}
 	if v := f.Type; v != nil {
@@ -314,20 +420,50 @@ func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, err
 
 // Requeue puts a failed or canceled job back in the queued state for a new
 // run, keeping its event log (the stream goes on from the next number).
-// Errors: ENOTFOUND; ECONFLICT when the job is not failed or canceled.
+// The job takes its dedupe key again, which another unfinished job may
+// hold meanwhile: then nothing changes.
+// Errors: ENOTFOUND; ECONFLICT when the job is not failed or canceled, or
+// when an unfinished job holds its dedupe key.
 func (s *Store) Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, kindRequeue, id, nil,
-		tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"}, true)
+	for try := 1; ; try++ {
+		ev, err := s.transition(ctx, kindRequeue, id, nil,
+			tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"}, true)
+		if !database.IsUniqueViolation(err) {
+			return ev, err
+		}
+		// The only unique key a requeue can take is active_dedupe_key.
+		err = s.requeueConflict(ctx, id)
+		if errors.Is(err, errStaleDedupeKey) && try == 1 {
+			continue // the dedupe key is free now
+		}
+		return ev, err
+	}
 }
 
-// PurgeFinished deletes jobs (and, by cascade, their events) that ended
-// before the given time. It returns how many jobs it deleted.
-func (s *Store) PurgeFinished(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`), before.UTC())
-	if err != nil {
-		return 0, wrap("purge jobs", err)
+// requeueConflict is the error of a requeue of job id refused because
+// another job holds its dedupe key: an ECONFLICT naming that job.
+// Errors: ECONFLICT; errStaleDedupeKey (see dedupeHolder).
+func (s *Store) requeueConflict(ctx context.Context, id string) error {
+	var key sql.NullString
+	if err := s.db.GetContext(ctx, &key, s.rebind(`SELECT dedupe_key FROM jobs WHERE id = ?`), id); err != nil {
+		return wrap("requeue job", err)
 	}
-	n, err := res.RowsAffected()
+	holder, err := s.dedupeHolder(ctx, key.String)
+	switch {
+	case err == nil:
+		return &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "An identical job is already queued or running: " + holder.ID + ". Retry this one once it has ended."}
+	case errors.Is(err, errStaleDedupeKey):
+		return err
+	case tokenlysis.ErrorCode(err) == tokenlysis.ENOTFOUND:
+		return tokenlysis.Errorf(tokenlysis.ECONFLICT, "An identical job was queued or running; try again.")
+	}
+	return wrap("requeue job", err)
+}
+
+// PurgeFinished deletes jobs, with their events, that ended before the
+// given time. It returns how many jobs it deleted.
+func (s *Store) PurgeFinished(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.deleteJobs(ctx, `finished_at IS NOT NULL AND finished_at < ?`, before.UTC())
 	return n, wrap("purge jobs", err)
 }
 
@@ -335,6 +471,12 @@ func (s *Store) PurgeFinished(ctx context.Context, before time.Time) (int64, err
 // has not changed since before, oldest change first, at most limit. The
 // reconciler checks that each still has its asynq task.
 func (s *Store) StaleJobs(ctx context.Context, before time.Time, limit int) ([]tokenlysis.Job, error) {
+	// No index covers status (nor updated_at, which every transition
+	// changes too): with one, every update of a job row on the job path
+	// would be a non-HOT update on PostgreSQL, writing a new entry in every
+	// index (003_hot_jobs). This query reads every job kept (the finished
+	// ones for TOKENLYSIS_JOB_RETENTION, 7 days by default) and sorts the
+	// unfinished ones unchanged since before, once a minute per worker.
 	q, args, err := sqlx.In(`SELECT `+jobColumns+` FROM jobs WHERE status IN (?) AND updated_at < ? ORDER BY updated_at LIMIT ?`,
 		active, before.UTC(), limit)
 	if err != nil {

@@ -50,6 +50,13 @@ func newKind(name, op string, from []tokenlysis.JobStatus, to tokenlysis.JobStat
 		readsRow: strings.Contains(set, "jobs.")}
 }
 
+// The final kinds (succeed, fail, fail-queued, cancel) clear
+// active_dedupe_key, which holds a job's dedupe key only while it is
+// unfinished (003_hot_jobs); requeue takes it again from dedupe_key, and
+// fails with a unique violation when another unfinished job holds it
+// (outcome turns that into ECONFLICT). For a job without a dedupe key the
+// column stays NULL, an unchanged value: the update remains HOT on
+// PostgreSQL, no index of jobs covering a column that a kind changes.
 var (
 	kindStart = newKind("start", "start job", active, tokenlysis.JobRunning, nil,
 		`status = 'running'`, `attempts = jobs.attempts + 1`, `started_at = COALESCE(jobs.started_at, {now})`)
@@ -58,15 +65,16 @@ var (
 	kindRetrying = newKind("retrying", "mark job retrying", running, tokenlysis.JobRetrying, []string{"text"},
 		`status = 'retrying'`, `error = {a1}`)
 	kindSucceed = newKind("succeed", "finish job", running, tokenlysis.JobSucceeded, []string{"jsonb"},
-		`status = 'succeeded'`, `percent = 100`, `error = ''`, `result = {a1}`, `finished_at = {now}`)
+		`status = 'succeeded'`, `percent = 100`, `error = ''`, `result = {a1}`, `finished_at = {now}`, `active_dedupe_key = NULL`)
 	kindFail = newKind("fail", "fail job", running, tokenlysis.JobFailed, []string{"text"},
-		`status = 'failed'`, `error = {a1}`, `finished_at = {now}`)
+		`status = 'failed'`, `error = {a1}`, `finished_at = {now}`, `active_dedupe_key = NULL`)
 	kindFailQueued = newKind("fail-queued", "fail job", []tokenlysis.JobStatus{tokenlysis.JobQueued}, tokenlysis.JobFailed, []string{"text"},
 		kindFail.sets...)
 	kindCancel = newKind("cancel", "cancel job", active, tokenlysis.JobCanceled, nil,
-		`status = 'canceled'`, `finished_at = {now}`)
+		`status = 'canceled'`, `finished_at = {now}`, `active_dedupe_key = NULL`)
 	kindRequeue = newKind("requeue", "requeue job", []tokenlysis.JobStatus{tokenlysis.JobFailed, tokenlysis.JobCanceled}, tokenlysis.JobQueued, nil,
-		`status = 'queued'`, `percent = 0`, `message = ''`, `error = ''`, `result = NULL`, `attempts = 0`, `started_at = NULL`, `finished_at = NULL`)
+		`status = 'queued'`, `percent = 0`, `message = ''`, `error = ''`, `result = NULL`, `attempts = 0`, `started_at = NULL`, `finished_at = NULL`,
+		`active_dedupe_key = jobs.dedupe_key`)
 )
 
 // statusList is the SQL list of statuses (constants, never user input).

@@ -23,7 +23,7 @@ import (
 // work when each group was one statement over arrays, which had to be
 // planned anew each time because the generic plan of a join with arrays of
 // unknown length chose the status index (on this machine's unanalysed
-// tables, every job that had ever run). A chain is the writes of one job
+// tables, every job that had ever run; 003_hot_jobs has since dropped it). A chain is the writes of one job
 // that follow each other in a group, merged into one UPDATE and one INSERT
 // of their events: a job's start, its last progress and its success,
 // queued together, cost one statement.
@@ -140,12 +140,13 @@ func (c chain) leaves() (tokenlysis.JobStatus, bool) {
 }
 
 // pgCreate is the PostgreSQL statement of new jobs with their "queued"
-// events; a job whose ID or keys are taken is skipped.
+// events; a job whose ID or keys are taken is skipped. A new job holds its
+// dedupe key (active_dedupe_key, unique) until it ends.
 const pgCreate = `WITH c AS (
 		INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
-			result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at)
+			result, error, submitted_by, idempotency_key, dedupe_key, active_dedupe_key, last_seq, created_at, updated_at)
 		SELECT id, type, queue, params::jsonb, 'queued', 0, '', 0, max_retry,
-			NULL, '', submitted_by, idem, dedupe, 1, created_at, created_at
+			NULL, '', submitted_by, idem, dedupe, dedupe, 1, created_at, created_at
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
 			AS v(id, type, queue, params, max_retry, submitted_by, idem, dedupe, created_at)
 		ON CONFLICT DO NOTHING

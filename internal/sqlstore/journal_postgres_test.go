@@ -176,3 +176,49 @@ func TestGroupOfChains(t *testing.T) {
 		}
 	})
 }
+
+// TestGroupRequeueConflict commits a group, as the journal would, in which
+// a requeue is refused because another unfinished job holds its dedupe
+// key: the requeue alone fails, with ECONFLICT, and the other writes of
+// the group apply.
+func TestGroupRequeueConflict(t *testing.T) {
+	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
+		ctx := context.Background()
+		s := New(db, Config{})
+		create := func(key string) tokenlysis.Job {
+			t.Helper()
+			j := tokenlysis.Job{ID: uuid.Must(uuid.NewV7()).String(), Type: "system:probe", Queue: "default",
+				Params: json.RawMessage(`{}`), MaxRetry: 1, SubmittedBy: "alice", DedupeKey: key}
+			j, created, err := s.CreateJob(ctx, j)
+			if err != nil || !created {
+				t.Fatal(created, err)
+			}
+			return j
+		}
+		other, refused := create(""), create("k")
+		if _, err := s.Cancel(ctx, refused.ID); err != nil {
+			t.Fatal(err)
+		}
+		holder := create("k")
+		group := []*jobWrite{
+			{id: other.ID, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted}, durable: true},
+			{id: refused.ID, kind: kindRequeue, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventQueued}, durable: true},
+			{id: other.ID, kind: kindProgress, args: []any{10, "begun"}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Percent: 10}},
+		}
+		s.commitGroup(ctx, group)
+		for i, w := range group {
+			if want := i != 1; w.applied != want || (w.err == nil) != want {
+				t.Errorf("write %d (%s): applied %v, err %v; want applied %v", i, w.kind.name, w.applied, w.err, want)
+			}
+		}
+		if got, _ := s.FindJob(ctx, other.ID); got.Status != tokenlysis.JobRunning || got.LastSeq != 3 {
+			t.Errorf("other job = %+v", got)
+		}
+		if got, _ := s.FindJob(ctx, refused.ID); got.Status != tokenlysis.JobCanceled || got.LastSeq != 2 {
+			t.Errorf("refused job = %+v", got)
+		}
+		if _, err := s.Requeue(ctx, refused.ID); tokenlysis.ErrorCode(err) != tokenlysis.ECONFLICT || !strings.Contains(tokenlysis.ErrorMessage(err), holder.ID) {
+			t.Errorf("Requeue = %v, want a conflict naming %s", err, holder.ID)
+		}
+	})
+}

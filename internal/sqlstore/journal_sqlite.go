@@ -130,20 +130,21 @@ func (s *Store) queryApplied(ctx context.Context, tx *sql.Tx, ws []*jobWrite, q 
 }
 
 // createJobsSQLite inserts the jobs; their events follow with the wave's.
+// A new job holds its dedupe key (active_dedupe_key, unique) until it ends.
 func (s *Store) createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite) error {
 	for chunk := range chunks(ws, sqliteRows) {
 		var b strings.Builder
 		b.WriteString(`INSERT INTO jobs (id, type, queue, params, status, percent, message, attempts, max_retry,
-			result, error, submitted_by, idempotency_key, dedupe_key, last_seq, created_at, updated_at) VALUES `)
-		args := make([]any, 0, 9*len(chunk))
+			result, error, submitted_by, idempotency_key, dedupe_key, active_dedupe_key, last_seq, created_at, updated_at) VALUES `)
+		args := make([]any, 0, 11*len(chunk))
 		for i, w := range chunk {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(`(?, ?, ?, ?, 'queued', 0, '', 0, ?, NULL, '', ?, ?, ?, 1, ?, ?)`)
+			b.WriteString(`(?, ?, ?, ?, 'queued', 0, '', 0, ?, NULL, '', ?, ?, ?, ?, 1, ?, ?)`)
 			j := w.create
 			args = append(args, j.ID, j.Type, j.Queue, string(j.Params), j.MaxRetry,
-				j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt)
+				j.SubmittedBy, nullString(j.IdempotencyKey), nullString(j.DedupeKey), nullString(j.DedupeKey), j.CreatedAt, j.CreatedAt)
 		}
 		b.WriteString(` ON CONFLICT DO NOTHING RETURNING id, last_seq`)
 		if err := s.queryApplied(ctx, tx, chunk, b.String(), args...); err != nil {
@@ -167,9 +168,10 @@ func (s *Store) transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time,
 		set = strings.ReplaceAll(set, "{a"+strconv.Itoa(i+1)+"}", "v.column"+strconv.Itoa(i+2))
 	}
 	row := "(" + strings.Repeat("?, ", len(k.args)) + "?)"
-	// The unary + keeps SQLite from driving the update by the status index
-	// (every queued job, each joined to the values): the plan must be the
-	// values, each finding its job by primary key.
+	// The plan must be the values, each finding its job by primary key.
+	// The unary + kept SQLite from driving the update by the status index
+	// (every queued job, each joined to the values); 003_hot_jobs dropped
+	// that index, and the + keeps any index on status out of this plan.
 	for chunk := range chunks(ws, sqliteRows) {
 		var b strings.Builder
 		b.WriteString(`UPDATE jobs SET last_seq = jobs.last_seq + 1, updated_at = ?1, ` + set + ` FROM (VALUES `)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+	"github.com/tokenlysis/tokenlysis/migrations"
 )
 
 // newJob is the row factory: a valid job submitted by owner.
@@ -93,6 +96,109 @@ func TestJobs(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustCreate(t, s, dup) // the first one ended: allowed again
+		})
+
+		t.Run("a dedupe key is free again once its job ends, however it ends", func(t *testing.T) {
+			for _, end := range []struct {
+				name   string
+				finish func(id string) error
+			}{
+				{"succeed", func(id string) error {
+					if _, err := s.StartAttempt(ctx, id); err != nil {
+						return err
+					}
+					_, err := s.Succeed(ctx, id, json.RawMessage(`{"ok":true}`))
+					return err
+				}},
+				{"fail", func(id string) error {
+					if _, err := s.StartAttempt(ctx, id); err != nil {
+						return err
+					}
+					_, err := s.Fail(ctx, id, "boom")
+					return err
+				}},
+				{"fail queued", func(id string) error {
+					_, err := s.FailQueued(ctx, id, "not enqueued")
+					return err
+				}},
+				{"cancel", func(id string) error {
+					_, err := s.Cancel(ctx, id)
+					return err
+				}},
+			} {
+				t.Run(end.name, func(t *testing.T) {
+					key := "dedupe:" + end.name + ":" + uuid.NewString()
+					j := newJob("dan")
+					j.DedupeKey = key
+					first := mustCreate(t, s, j)
+					dup := newJob("erin")
+					dup.DedupeKey = key
+					if got, created, err := s.CreateJob(ctx, dup); code(err) != tokenlysis.ECONFLICT || created || got.ID != first.ID {
+						t.Fatalf("second unfinished job: id=%s created=%v err=%v; want a conflict naming %s", got.ID, created, err, first.ID)
+					}
+					if err := end.finish(first.ID); err != nil {
+						t.Fatal(err)
+					}
+					again := newJob("erin")
+					again.DedupeKey = key
+					second := mustCreate(t, s, again)
+					if got, _ := s.FindJob(ctx, first.ID); got.DedupeKey != key || !got.Status.Terminal() {
+						t.Fatalf("finished job = %+v; want it to keep its dedupe key", got)
+					}
+					third := newJob("frank")
+					third.DedupeKey = key
+					if got, created, err := s.CreateJob(ctx, third); code(err) != tokenlysis.ECONFLICT || created || got.ID != second.ID {
+						t.Fatalf("job beside the new holder: id=%s created=%v err=%v; want a conflict naming %s", got.ID, created, err, second.ID)
+					}
+				})
+			}
+		})
+
+		t.Run("requeue refuses a job whose dedupe key another unfinished job holds", func(t *testing.T) {
+			key := "dedupe:requeue:" + uuid.NewString()
+			j := newJob("dan")
+			j.DedupeKey = key
+			first := mustCreate(t, s, j)
+			if _, err := s.Cancel(ctx, first.ID); err != nil {
+				t.Fatal(err)
+			}
+			j = newJob("erin")
+			j.DedupeKey = key
+			holder := mustCreate(t, s, j)
+			before, _ := s.FindJob(ctx, first.ID)
+
+			_, err := s.Requeue(ctx, first.ID)
+			if code(err) != tokenlysis.ECONFLICT || !strings.Contains(tokenlysis.ErrorMessage(err), holder.ID) {
+				t.Fatalf("Requeue while %s holds the key = %v; want a conflict naming it", holder.ID, err)
+			}
+			if after, _ := s.FindJob(ctx, first.ID); !reflect.DeepEqual(after, before) {
+				t.Fatalf("refused requeue changed the job:\nbefore %+v\nafter  %+v", before, after)
+			}
+			if evs, _ := s.Events(ctx, first.ID, 0, 10); len(evs) != 2 {
+				t.Fatalf("refused requeue left %d events, want 2", len(evs))
+			}
+
+			// Once the holder ends, the requeue goes through and the key is
+			// held by the requeued job.
+			if _, err := s.Cancel(ctx, holder.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Requeue(ctx, first.ID); err != nil {
+				t.Fatalf("Requeue once the key is free: %v", err)
+			}
+			j = newJob("frank")
+			j.DedupeKey = key
+			if got, created, err := s.CreateJob(ctx, j); code(err) != tokenlysis.ECONFLICT || created || got.ID != first.ID {
+				t.Fatalf("job beside the requeued one: id=%s created=%v err=%v; want a conflict naming %s", got.ID, created, err, first.ID)
+			}
+			// A job without a dedupe key requeues as before.
+			plain := mustCreate(t, s, newJob("dan"))
+			if _, err := s.Cancel(ctx, plain.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Requeue(ctx, plain.ID); err != nil {
+				t.Fatalf("Requeue without a dedupe key: %v", err)
+			}
 		})
 
 		t.Run("lifecycle numbers events without gaps", func(t *testing.T) {
@@ -478,6 +584,88 @@ func TestJobs(t *testing.T) {
 				t.Fatalf("deleted job found: %v", err)
 			}
 		})
+
+		t.Run("a dedupe key left held by a finished job is released", func(t *testing.T) {
+			// A release older than 003_hot_jobs ends jobs without clearing
+			// active_dedupe_key (a rolling deploy): such a stale hold must
+			// not refuse the key for ever.
+			key := "dedupe:stale:" + uuid.NewString()
+			hold := func(id string) {
+				t.Helper()
+				if _, err := db.ExecContext(ctx, db.Rebind(`UPDATE jobs SET active_dedupe_key = dedupe_key WHERE id = ?`), id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			j := newJob("dan")
+			j.DedupeKey = key
+			stale := mustCreate(t, s, j)
+			if _, err := s.Cancel(ctx, stale.ID); err != nil {
+				t.Fatal(err)
+			}
+			hold(stale.ID)
+			j = newJob("erin")
+			j.DedupeKey = key
+			fresh := mustCreate(t, s, j)
+
+			if _, err := s.Cancel(ctx, fresh.ID); err != nil {
+				t.Fatal(err)
+			}
+			hold(fresh.ID)
+			if _, err := s.Requeue(ctx, stale.ID); err != nil {
+				t.Fatalf("Requeue beside a stale hold: %v", err)
+			}
+			if got, _ := s.FindJob(ctx, stale.ID); got.Status != tokenlysis.JobQueued {
+				t.Fatalf("requeued job = %+v", got)
+			}
+		})
+
+		t.Run("delete and purge remove their jobs' events and no other", func(t *testing.T) {
+			// job_events has no foreign key to jobs (003_hot_jobs): the
+			// store deletes the events itself.
+			events := func(id string) int {
+				t.Helper()
+				var n int
+				if err := db.GetContext(ctx, &n, db.Rebind(`SELECT COUNT(*) FROM job_events WHERE job_id = ?`), id); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			deleted := mustCreate(t, s, newJob("events"))
+			if _, err := s.StartAttempt(ctx, deleted.ID); err != nil {
+				t.Fatal(err)
+			}
+			purged := mustCreate(t, s, newJob("events"))
+			if _, err := s.Cancel(ctx, purged.ID); err != nil {
+				t.Fatal(err)
+			}
+			unfinished := mustCreate(t, s, newJob("events"))
+			if _, err := s.StartAttempt(ctx, unfinished.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := events(deleted.ID) + events(purged.ID); n != 4 {
+				t.Fatalf("%d events before the deletes, want 4", n)
+			}
+
+			if err := s.DeleteJob(ctx, deleted.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := events(deleted.ID); n != 0 {
+				t.Fatalf("DeleteJob left %d events", n)
+			}
+			if n, err := s.PurgeFinished(ctx, time.Now().Add(time.Second)); err != nil || n < 1 {
+				t.Fatalf("PurgeFinished = %d, %v", n, err)
+			}
+			if n := events(purged.ID); n != 0 {
+				t.Fatalf("PurgeFinished left %d events", n)
+			}
+			if n := events(unfinished.ID); n != 2 {
+				t.Fatalf("the unfinished job has %d events, want 2", n)
+			}
+			var orphans int
+			if err := db.GetContext(ctx, &orphans, `SELECT COUNT(*) FROM job_events e WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)`); err != nil || orphans != 0 {
+				t.Fatalf("%d events of deleted jobs left (%v)", orphans, err)
+			}
+		})
 	})
 }
 
@@ -524,4 +712,59 @@ func TestUsers(t *testing.T) {
 			t.Fatalf("missing user: %v", err)
 		}
 	})
+}
+
+// TestJobs_HOTUpdatesPostgres checks that PostgreSQL updates a job row
+// through its life as heap-only tuples (HOT, no index entry written): no
+// index of jobs may cover a column that a transition changes, status
+// first (003_hot_jobs). The store runs on a pool of one connection, so
+// that pg_stat_force_next_flush() on it publishes the counts of every
+// update the store made, before the next query reads them.
+func TestJobs_HOTUpdatesPostgres(t *testing.T) {
+	ctx := context.Background()
+	u := databasetest.NewURL(t, database.Postgres)
+	// Migrations hold an advisory lock on a connection of their own: not
+	// on the pool of one.
+	mdb, err := database.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = migrations.Up(ctx, mdb)
+	mdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := database.Open(ctx, u, database.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := sqlstore.New(db, sqlstore.Config{})
+	updates := func() (all, hot int64) {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		err := db.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'jobs'`).Scan(&all, &hot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all, hot
+	}
+
+	j := mustCreate(t, s, newJob("hot"))
+	all0, hot0 := updates()
+	if _, err := s.StartAttempt(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Progress(ctx, j.ID, tokenlysis.JobEvent{Percent: 50, Message: "half"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Succeed(ctx, j.ID, json.RawMessage(`{"ok":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	all, hot := updates()
+	if all-all0 != 3 || hot-hot0 != 3 {
+		t.Fatalf("start, progress and success: %d updates of jobs, %d of them HOT; want 3 and 3", all-all0, hot-hot0)
+	}
 }
