@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,14 @@ type Config struct {
 	// it is told to resynchronise (and reads SQL). Default 16: thousands of
 	// idle streams each hold one.
 	Buffer int
+	// Linger is how long asynchronous publications wait for company: after
+	// a Redis message that carried only PublishAsync publications, the
+	// next message goes out no sooner than Linger later (or as soon as a
+	// Publish or Flush comes), with whatever was queued meanwhile. A notification is a hint that streams deliver
+	// within milliseconds anyway, and a worker finishing thousands of jobs
+	// a second then sends a few messages where it would send one per
+	// commit. Default 1 ms; negative: none.
+	Linger time.Duration
 	Logger *slog.Logger
 }
 
@@ -48,6 +57,8 @@ type Bus struct {
 	rdb     redis.UniversalClient
 	channel string
 	buffer  int
+	linger  time.Duration
+	hurry   chan struct{} // a Publish or Flush is waiting: end a linger
 	log     *slog.Logger
 	out     *batch.Group[*publication]
 
@@ -63,6 +74,8 @@ func NewBus(rdb redis.UniversalClient, cfg Config) *Bus {
 		rdb:     rdb,
 		channel: cmp.Or(cfg.Channel, "tokenlysis:events"),
 		buffer:  cmp.Or(cfg.Buffer, 16),
+		linger:  max(cmp.Or(cfg.Linger, time.Millisecond), 0),
+		hurry:   make(chan struct{}, 1),
 		log:     cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		subs:    map[string]map[*Subscription]struct{}{},
 	}
@@ -87,6 +100,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 	}
 	p := &publication{topic: topic, payload: payload}
 	b.publications.Add(1)
+	b.hasten()
 	b.out.Do(ctx, p)
 	if p.err != nil {
 		return fmt.Errorf("publish %s: %w", topic, p.err)
@@ -112,8 +126,17 @@ func (b *Bus) PublishAsync(ctx context.Context, topic string, payload []byte) {
 // has failed), as a process does before it exits.
 func (b *Bus) Flush(ctx context.Context) error {
 	p := &publication{}
+	b.hasten()
 	b.out.Do(ctx, p)
 	return p.err
+}
+
+// hasten ends the linger of the message being sent, if any.
+func (b *Bus) hasten() {
+	select {
+	case b.hurry <- struct{}{}:
+	default:
+	}
 }
 
 // send publishes ps as one Redis message.
@@ -154,6 +177,17 @@ func (b *Bus) send(ctx context.Context, ps []*publication) {
 	}
 	for _, p := range ps {
 		p.err = err
+	}
+	if b.linger > 0 && !slices.ContainsFunc(ps, func(p *publication) bool { return !p.async }) {
+		// Holding the lead keeps the next message back while publications
+		// gather; nobody waits for this one. A Publish or Flush cuts it
+		// short.
+		t := time.NewTimer(b.linger)
+		select {
+		case <-t.C:
+		case <-b.hurry:
+			t.Stop()
+		}
 	}
 }
 

@@ -253,3 +253,31 @@ func TestPublishAsyncKeepsOrderAndShareMessages(t *testing.T) {
 	}
 	t.Logf("%d publications in %d Redis messages", pubs, msgs)
 }
+
+func TestAsyncPublicationsLingerToTravelTogether(t *testing.T) {
+	tb := setup(t, events.Config{Buffer: 1024, Linger: 200 * time.Millisecond})
+	sub := tb.bus.Subscribe("linger")
+	defer sub.Close()
+	before := tb.bus.Stats()
+	const n = 30
+	for i := range n {
+		tb.bus.PublishAsync(tb.ctx, "linger", []byte(fmt.Sprint(i)))
+		time.Sleep(2 * time.Millisecond) // spread over 60 ms: without a linger, one message each
+	}
+	for i := range n {
+		if got := recv(t, sub); got != fmt.Sprint(i) {
+			t.Fatalf("message %d = %q", i, got)
+		}
+	}
+	if msgs := tb.bus.Stats().Messages - before.Messages; msgs > 3 {
+		t.Fatalf("%d publications spread over 60 ms went in %d Redis messages, want at most 3 with a 200 ms linger", n, msgs)
+	}
+	// A synchronous Publish cuts a linger short.
+	start := time.Now()
+	if err := tb.bus.Publish(tb.ctx, "linger", []byte("sync")); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 150*time.Millisecond {
+		t.Fatalf("Publish took %s", took)
+	}
+}
