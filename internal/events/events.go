@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,10 +37,11 @@ type Config struct {
 	// Linger is how long asynchronous publications wait for company: after
 	// a Redis message that carried only PublishAsync publications, the
 	// next message goes out no sooner than Linger later (or as soon as a
-	// Publish or Flush comes), with whatever was queued meanwhile. A notification is a hint that streams deliver
-	// within milliseconds anyway, and a worker finishing thousands of jobs
-	// a second then sends a few messages where it would send one per
-	// commit. Default 1 ms; negative: none.
+	// Publish or Flush comes), with whatever was queued meanwhile. A
+	// notification is a hint that streams deliver within milliseconds
+	// anyway, and a worker finishing thousands of jobs a second then sends
+	// a few messages where it would send one per commit. Default 1 ms;
+	// negative: none.
 	Linger time.Duration
 	Logger *slog.Logger
 }
@@ -141,14 +141,16 @@ func (b *Bus) hasten() {
 
 // send publishes ps as one Redis message.
 func (b *Bus) send(ctx context.Context, ps []*publication) {
-	n, records := 0, 0
+	n, async := 0, 0
 	for _, p := range ps {
 		if p.topic != "" {
 			n += len(p.topic) + len(p.payload) + 12
-			records++
+		}
+		if p.async {
+			async++
 		}
 	}
-	if records == 0 {
+	if n == 0 {
 		return // only Flush calls
 	}
 	msg := make([]byte, 0, n)
@@ -164,21 +166,13 @@ func (b *Bus) send(ctx context.Context, ps []*publication) {
 	}
 	b.messages.Add(1)
 	err := b.rdb.Publish(ctx, b.channel, msg).Err()
-	if err != nil {
-		async := 0
-		for _, p := range ps {
-			if p.async {
-				async++
-			}
-		}
-		if async > 0 {
-			b.log.Warn("events: publish failed", "channel", b.channel, "publications", async, "err", err)
-		}
+	if err != nil && async > 0 {
+		b.log.Warn("events: publish failed", "channel", b.channel, "publications", async, "err", err)
 	}
 	for _, p := range ps {
 		p.err = err
 	}
-	if b.linger > 0 && !slices.ContainsFunc(ps, func(p *publication) bool { return !p.async }) {
+	if b.linger > 0 && async == len(ps) {
 		// Holding the lead keeps the next message back while publications
 		// gather; nobody waits for this one. A Publish or Flush cuts it
 		// short.
@@ -193,7 +187,7 @@ func (b *Bus) send(ctx context.Context, ps []*publication) {
 
 // Stats counts what a Bus published.
 type Stats struct {
-	Publications int64 // Publish calls
+	Publications int64 // Publish and PublishAsync calls
 	Messages     int64 // Redis messages that carried them
 }
 

@@ -94,9 +94,9 @@ func (rn *run) settle(n int) error {
 // Report records progress of the running job: percent (0–100), a message
 // and optional data (any JSON-encodable value). The event is written in
 // the background (and published by the store once committed), in order:
-// Report first waits for the
-// previous report's write, not for its own, so that the handler goes on at
-// once and its last report shares a commit with the job's end. It returns
+// Report first waits for the previous report's write, not for its own, so
+// that the handler goes on at once and its last report shares a commit
+// with the job's end. It returns
 // the error of an earlier report: ECONFLICT once one found the job
 // canceled, and the handler should stop and return it (the context of a
 // running handler is also canceled on cancel).

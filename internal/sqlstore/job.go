@@ -267,9 +267,14 @@ func (s *Store) ListJobs(ctx context.Context, f tokenlysis.JobFilter) ([]tokenly
 	}
 	args = append(args, limit)
 	q := `SELECT ` + jobColumns + ` FROM jobs WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ?`
+	return s.selectJobs(ctx, "list jobs", q, args)
+}
+
+// selectJobs runs q (jobColumns of jobs rows) and returns its jobs.
+func (s *Store) selectJobs(ctx context.Context, op, q string, args []any) ([]tokenlysis.Job, error) {
 	var rows []jobRow
 	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), args...); err != nil {
-		return nil, wrap("list jobs", err)
+		return nil, wrap(op, err)
 	}
 	jobs := make([]tokenlysis.Job, len(rows))
 	for i, r := range rows {
@@ -482,13 +487,5 @@ func (s *Store) StaleJobs(ctx context.Context, before time.Time, limit int) ([]t
 	if err != nil {
 		return nil, wrap("list stale jobs", err)
 	}
-	var rows []jobRow
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), args...); err != nil {
-		return nil, wrap("list stale jobs", err)
-	}
-	jobs := make([]tokenlysis.Job, len(rows))
-	for i, r := range rows {
-		jobs[i] = r.job()
-	}
-	return jobs, nil
+	return s.selectJobs(ctx, "list stale jobs", q, args)
 }
