@@ -6,9 +6,10 @@
 // enqueue with the job ID as task ID; the queued event is not published, as
 // nobody can follow a job before its ID is returned), then the
 // worker's job.Runner middleware around the probe handler (the start, one
-// Report and Succeed, queued one after the other and committed together;
-// the store publishes the events each commit made durable, together, on
-// the bus). The API side and the
+// Report and the success, queued one after the other and committed
+// together, the success after the attempt has returned to asynq; the
+// store publishes the events each commit made durable, together, on the
+// bus). A run ends when the last success is committed. The API side and the
 // worker side each have their own database pool and Redis client, as the
 // two processes do. Bare: asynq enqueue of a no-op task with the same
 // payload and options, and an asynq server whose handler does nothing.
@@ -207,7 +208,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 
 	var bares, fulls []rate
 	for round := range cfg.rounds {
-		b, err := measure(ctx, cfg, bed, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient))
+		b, err := measure(ctx, cfg, bed, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient), nil)
 		if err != nil {
 			return result{}, fmt.Errorf("bare round %d: %w", round+1, err)
 		}
@@ -219,7 +220,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		if err != nil {
 			return result{}, err
 		}
-		f, err := measure(ctx, cfg, bed, full.server, full.submit)
+		f, err := measure(ctx, cfg, bed, full.server, full.submit, full.runner.Wait)
 		stopProfile()
 		if err != nil {
 			return result{}, fmt.Errorf("full round %d: %w", round+1, err)
@@ -264,8 +265,11 @@ type enqueueFunc func(ctx context.Context, i int) error
 type serverFunc func(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux)
 
 // measure times n tasks through the server that mkServer builds, fed by
-// cfg.producers goroutines calling enqueue.
-func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverFunc, enqueue enqueueFunc) (rate, error) {
+// cfg.producers goroutines calling enqueue. The clock stops when the last
+// task's handler has returned and then drain (if any) has returned: the
+// full path's Runner records a success after asynq hears of it, and a job
+// counts once its success is committed.
+func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverFunc, enqueue enqueueFunc, drain func()) (rate, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	var done, failed atomic.Int64
@@ -321,6 +325,9 @@ func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverF
 		}
 	case <-ctx.Done():
 		return r, fmt.Errorf("%d of %d processed (%d failed attempts): %w", done.Load(), cfg.n, failed.Load(), ctx.Err())
+	}
+	if drain != nil {
+		drain()
 	}
 	r.Total = time.Since(start)
 	r.Process = time.Since(procStart)
@@ -531,7 +538,7 @@ const (
 	opAttempt     = "full: Runner attempt"
 	opStart       = "full: store.StartAttemptAsync"
 	opProgress    = "full: store.ProgressAsync"
-	opSucceed     = "full: store.Succeed"
+	opSucceed     = "full: store.SucceedAsync"
 )
 
 var opOrder = []string{opBareEnqueue, opSubmit, opCreateJob, opEnqueue, opAttempt, opStart, opProgress, opSucceed}
@@ -595,8 +602,8 @@ func (s *timedStore) CreateJob(ctx context.Context, j tokenlysis.Job) (tokenlysi
 	return s.Store.CreateJob(ctx, j)
 }
 
-// StartAttemptAsync and ProgressAsync are timed from the call to the
-// outcome (the write committed).
+// StartAttemptAsync, ProgressAsync and SucceedAsync are timed from the
+// call to the outcome (the write committed).
 func (s *timedStore) StartAttemptAsync(ctx context.Context, id string) func() (tokenlysis.JobEvent, error) {
 	return timedWait(s.ops, opStart, s.Store.StartAttemptAsync(ctx, id))
 }
@@ -613,9 +620,8 @@ func timedWait(ops *opTimes, op string, wait func() (tokenlysis.JobEvent, error)
 	}
 }
 
-func (s *timedStore) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
-	defer s.ops.observe(opSucceed, time.Now())
-	return s.Store.Succeed(ctx, id, result)
+func (s *timedStore) SucceedAsync(ctx context.Context, id string, result json.RawMessage) func() (tokenlysis.JobEvent, error) {
+	return timedWait(s.ops, opSucceed, s.Store.SucceedAsync(ctx, id, result))
 }
 
 // timedQueue times asynq enqueues.

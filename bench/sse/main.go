@@ -5,8 +5,8 @@
 // The API runs in-process (api.New on 127.0.0.1:0); each of 100 running
 // jobs has one client on GET /api/jobs/{id}/events, and a worker-side
 // goroutine per job reports progress the way job.Report does (the store's
-// Progress on the worker's own pool, then a publish on the worker's own
-// bus), carrying the send time in the event's data. Clients compare their
+// ProgressAsync on the worker's own pool, which lingers for other writes
+// before it commits, then a publish on the worker's own bus), carrying the send time in the event's data. Clients compare their
 // receive time with it (same process, same clock).
 //
 // Memory: the RSS of the API with 5,000 idle SSE streams open must stay
@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (report, error) {
 				return rep, fmt.Errorf("latency %s: %w", d, err)
 			}
 			rep.Latency = append(rep.Latency, r)
-			fmt.Fprintf(stdout, "%s: report→client %s; store.Progress %s; load %s\n",
+			fmt.Fprintf(stdout, "%s: report→client %s; store.ProgressAsync %s; load %s\n",
 				d, r.Latency, r.Store, r.Load)
 		}
 		printLatency(stdout, rep.Latency)
@@ -195,7 +195,7 @@ type latencyResult struct {
 	Sent     int             // progress reports made
 	Received int             // progress events the clients received
 	Latency  latency.Summary // report call to client receipt
-	Store    latency.Summary // duration of store.Progress alone
+	Store    latency.Summary // duration of store.ProgressAsync until committed
 	Pass     bool
 	Load     string
 }
@@ -346,9 +346,9 @@ func (w *reporter) record(ctx context.Context, id string, do func(context.Contex
 func (w *reporter) progress(ctx context.Context, id string, percent int) (time.Duration, error) {
 	start := time.Now()
 	data, _ := json.Marshal(sent{ReportNS: start.UnixNano()})
-	_, err := w.store.Progress(context.WithoutCancel(ctx), id, tokenlysis.JobEvent{
+	_, err := w.store.ProgressAsync(context.WithoutCancel(ctx), id, tokenlysis.JobEvent{
 		Kind: tokenlysis.EventProgress, Percent: percent, Message: fmt.Sprintf("%d%%", percent), Data: data,
-	})
+	})()
 	return time.Since(start), err
 }
 

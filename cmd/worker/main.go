@@ -145,6 +145,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	stopHouse()
 	house.Wait()
 	srv.Shutdown() // waits for running tasks up to ShutdownTimeout, then requeues them
+	runner.Wait()  // the successes still being recorded
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}

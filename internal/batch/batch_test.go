@@ -181,3 +181,46 @@ func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
 		t.Fatal("wait returned before the group ran")
 	}
 }
+
+// A group led by a Go call lingers: the calls queued meanwhile, with Go or
+// Do, join it. A group led by Do does not wait.
+func TestLingerGathersQueuedCalls(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	g := batch.New(func(_ context.Context, items []*call) {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(items))
+		for _, c := range items {
+			c.done = true
+		}
+	}, batch.Config{Linger: time.Second})
+
+	calls := []*call{{n: 0}, {n: 1}, {n: 2}}
+	var waits []func()
+	for _, c := range calls[:2] {
+		waits = append(waits, g.Go(context.Background(), c))
+	}
+	g.Do(context.Background(), calls[2]) // joins the lingering group
+	for _, w := range waits {
+		w()
+	}
+	for _, c := range calls {
+		if !c.done {
+			t.Fatalf("call %d did not run", c.n)
+		}
+	}
+	mu.Lock()
+	got := slices.Clone(sizes)
+	mu.Unlock()
+	if !slices.Equal(got, []int{3}) {
+		t.Fatalf("group sizes %v, want [3]: the Go-led group should have gathered every call", got)
+	}
+
+	// Do alone runs at once, however long the linger.
+	start := time.Now()
+	g.Do(context.Background(), &call{n: 3})
+	if d := time.Since(start); d >= time.Second {
+		t.Fatalf("a Do-led group waited %v: only groups led by Go linger", d)
+	}
+}

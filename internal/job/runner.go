@@ -20,7 +20,7 @@ type RunStore interface {
 	StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error))
 	ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) (wait func() (tokenlysis.JobEvent, error))
 	Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
-	Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error)
+	SucceedAsync(ctx context.Context, id string, result json.RawMessage) (wait func() (tokenlysis.JobEvent, error))
 	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 	FindJob(ctx context.Context, id string) (tokenlysis.Job, error)
 }
@@ -40,10 +40,22 @@ type RunnerConfig struct {
 // Runner is the worker-side middleware that keeps the job row and its
 // events in step with the asynq task. It publishes nothing itself: the
 // store announces the events it commits (Announcer).
+//
+// A successful attempt returns to asynq as soon as its success is queued:
+// the commit (with the attempt's start and reports, when they have not
+// gone yet) completes in the background, so that the task's slot goes to
+// the next task instead of waiting for it, as River's asynchronous
+// completer does. A worker that dies in between leaves the job unfinished
+// without a task; the Reconciler finds it and it runs again (at least
+// once, as asynq's lease makes it for a worker that dies before the
+// task is acknowledged). Failed attempts are recorded before asynq hears
+// of them, since asynq's retry and the record must agree.
 type Runner struct {
 	store RunStore
 	log   *slog.Logger
 	obs   Observer
+	// ending counts the successes still being recorded (Wait).
+	ending sync.WaitGroup
 }
 
 // NewRunner returns a Runner.
@@ -181,26 +193,18 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		}
 
 		err := safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
-		var ferr error
 		if err == nil {
-			// Written after the reports, queued before it.
-			_, ferr = r.store.Succeed(bg, id, rn.result)
+			// Queued after the reports, committed in the background.
+			rn.mu.Lock()
+			succeeded := rn.queue(r.store.SucceedAsync(bg, id, rn.result))
+			rn.mu.Unlock()
+			r.ending.Go(func() { r.recordSuccess(t.Type(), log, id, rn, started, succeeded) })
+			return nil
 		}
+
 		rn.settle(-1)
 		if stop, ret := r.refusedStart(t, log, id, started()); stop {
 			return ret
-		}
-		if err == nil {
-			if tokenlysis.ErrorCode(ferr) == tokenlysis.ENOTFOUND {
-				return noRecord(id)
-			} else if tokenlysis.ErrorCode(ferr) == tokenlysis.ECONFLICT {
-				r.observe(t.Type(), "canceled", nil)
-				return nil // canceled while finishing: the cancel stands
-			} else if ferr != nil {
-				return fmt.Errorf("record success of job %s: %w", id, ferr)
-			}
-			r.observe(t.Type(), "succeeded", nil)
-			return nil
 		}
 
 		// The job may have been canceled (and perhaps queued again by a
@@ -233,6 +237,35 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		return err
 	})
 }
+
+// recordSuccess waits for the writes of a successful attempt and observes
+// how it ended. A start or a success that could not be written (database
+// unreachable) leaves the job unfinished without a task: the Reconciler
+// re-enqueues it once it has been unchanged for its grace period.
+func (r *Runner) recordSuccess(jobType string, log *slog.Logger, id string, rn *run, started, succeeded func() error) {
+	rn.settle(-1)
+	err := started()
+	if err == nil {
+		err = succeeded()
+	}
+	switch tokenlysis.ErrorCode(err) {
+	case "":
+		r.observe(jobType, "succeeded", nil)
+	case tokenlysis.ENOTFOUND:
+		log.Info("job: attempt of a job without a record")
+	case tokenlysis.ECONFLICT:
+		// Canceled before it started or while it ran: the cancel stands.
+		log.Info("job: success of a finished job dropped", "reason", tokenlysis.ErrorMessage(err))
+		r.observe(jobType, "canceled", nil)
+	default:
+		log.Error("job: success not recorded; the reconciler will run the job again", "err", err)
+	}
+}
+
+// Wait returns once the successes of the attempts that have returned are
+// recorded (or refused). The worker calls it after asynq's Shutdown,
+// before it closes the store.
+func (r *Runner) Wait() { r.ending.Wait() }
 
 // refusedStart reports whether an attempt must stop because its start was
 // not written, and what it returns then: a task without a job row is not

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +28,8 @@ import (
 const redisDB = 4
 
 type testBundle struct {
+	srv        *asynq.Server
+	runner     *job.Runner
 	bus        *events.Bus
 	inspector  *asynq.Inspector
 	svc        *job.Service
@@ -38,13 +42,24 @@ type testBundle struct {
 // Redis and a fresh database, with the test's handlers.
 func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFunc) testBundle {
 	t.Helper()
+	return setupWith(t, d, setupConfig{}, handlers)
+}
+
+// setupConfig varies setup.
+type setupConfig struct {
+	linger   time.Duration // the store's AsyncLinger (0: its default)
+	observer job.Observer
+}
+
+func setupWith(t *testing.T, d database.Dialect, cfg setupConfig, handlers map[string]asynq.HandlerFunc) testBundle {
+	t.Helper()
 	db := databasetest.New(t, d)
 	rdb := redistest.Client(t, redisDB, "jobtest")
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	bus := events.NewBus(rdb, events.Config{Channel: redistest.Prefix() + "events"})
-	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, nil)})
+	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, nil), AsyncLinger: cfg.linger})
 	busCtx, stopBus := context.WithCancel(context.Background())
 	busDone := make(chan struct{})
 	go func() { bus.Run(busCtx); close(busDone) }()
@@ -70,17 +85,18 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 		LogLevel:       asynq.FatalLevel,
 	})
 	mux := asynq.NewServeMux()
-	mux.Use(job.NewRunner(store, job.RunnerConfig{}).Middleware)
+	runner := job.NewRunner(store, job.RunnerConfig{Observer: cfg.observer})
+	mux.Use(runner.Middleware)
 	for typ, h := range handlers {
 		mux.Handle(typ, h)
 	}
 	if err := srv.Start(mux); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() { srv.Shutdown(); runner.Wait() })
 	// Grace < 0: every unfinished job is checked, however fresh.
 	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second})
-	return testBundle{bus: bus, inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
+	return testBundle{srv: srv, runner: runner, bus: bus, inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
 }
 
 // sameJSON reports whether a and b hold the same JSON value (PostgreSQL
@@ -373,6 +389,62 @@ func TestRunner(t *testing.T) {
 					t.Fatalf("events = %s", got)
 				}
 			})
+		})
+	}
+}
+
+// outcomes records what the Runner observed of each attempt.
+type outcomes struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (o *outcomes) AttemptDone(jobType, outcome string, _ error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, jobType+" "+outcome)
+}
+
+func (o *outcomes) list() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.got)
+}
+
+// The end of a successful attempt is committed in the background: asynq
+// is told the task is done at once, and Wait returns once the success is
+// recorded.
+func TestRunnerRecordsSuccessAfterTheTaskIsDone(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			obs := &outcomes{}
+			// A long linger holds the job's writes well after asynq is done.
+			tb := setupWith(t, d, setupConfig{linger: time.Second, observer: obs}, map[string]asynq.HandlerFunc{
+				"t:ok": func(ctx context.Context, _ *asynq.Task) error {
+					if err := job.Report(ctx, 50, "half", nil); err != nil {
+						return err
+					}
+					return job.SetResult(ctx, map[string]int{"n": 1})
+				},
+			})
+			j := tb.submit(t, "t:ok")
+			tb.waitTaskGone(t, j.ID)
+			got, err := tb.store.FindJob(context.Background(), j.ID)
+			if err != nil || got.Status.Terminal() {
+				t.Fatalf("job when its task left asynq = %+v, %v; want it unfinished, its writes still lingering", got, err)
+			}
+			tb.srv.Shutdown()
+			tb.runner.Wait()
+			got, err = tb.store.FindJob(context.Background(), j.ID)
+			if err != nil || got.Status != tokenlysis.JobSucceeded || got.Attempts != 1 || !strings.Contains(string(got.Result), `"n"`) {
+				t.Fatalf("job after Wait = %+v, %v; want it succeeded", got, err)
+			}
+			if k := tb.kinds(t, j.ID); k != "queued,started,progress,succeeded" {
+				t.Fatalf("events = %s", k)
+			}
+			if o := obs.list(); !slices.Equal(o, []string{"t:ok succeeded"}) {
+				t.Fatalf("observed %v, want one success", o)
+			}
 		})
 	}
 }

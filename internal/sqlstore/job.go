@@ -397,8 +397,19 @@ func (s *Store) Retrying(ctx context.Context, id, errMsg string) (tokenlysis.Job
 // Succeed ends a running job successfully with its result summary.
 // Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled first).
 func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, kindSucceed, id, []any{result},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result}, true)
+	return s.transition(ctx, kindSucceed, id, []any{result}, succeededEvent(result), true)
+}
+
+// SucceedAsync is Succeed without waiting for the commit, as ProgressAsync
+// is Progress: queued after a job's start and reports, it usually shares
+// their commit. The worker uses it to end an attempt without holding the
+// task's slot for the commit (see job.Runner).
+func (s *Store) SucceedAsync(ctx context.Context, id string, result json.RawMessage) (wait func() (tokenlysis.JobEvent, error)) {
+	return s.transitionAsync(ctx, kindSucceed, id, []any{result}, succeededEvent(result), true)
+}
+
+func succeededEvent(result json.RawMessage) tokenlysis.JobEvent {
+	return tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded", Data: result}
 }
 
 // Fail ends a running job as failed after its last attempt.

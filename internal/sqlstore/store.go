@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,18 @@ type Config struct {
 	// Announcer is told of the job events each commit made durable
 	// (optional): the API and the worker publish them on the events bus.
 	Announcer Announcer
+	// AsyncLinger is how long a group of job writes led by a queued write
+	// (StartAttemptAsync, ProgressAsync, SucceedAsync: nobody waits on
+	// it) gathers more writes before it commits. Default 2 ms; negative:
+	// none. Larger groups mean fewer commits for the same writes (on the
+	// worker: about 20 jobs per commit instead of 4 at 4,000 jobs/s); a
+	// write whose caller waits never lingers itself, but may join a
+	// lingering group.
+	AsyncLinger time.Duration
 }
+
+// DefaultAsyncLinger is Config.AsyncLinger's default.
+const DefaultAsyncLinger = 2 * time.Millisecond
 
 // Announcer is told of the job events a commit made durable, in commit
 // order, by the goroutine that committed them, before the next commit
@@ -46,7 +58,8 @@ func New(db *database.DB, cfg Config) *Store {
 	// Microseconds: PostgreSQL keeps no more, so what a method returns is
 	// what a later read returns.
 	s := &Store{db: db, announcer: cfg.Announcer, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
-	s.journal = batch.New(s.commitGroup, batch.Config{Concurrent: 1})
+	linger := cmp.Or(cfg.AsyncLinger, DefaultAsyncLinger)
+	s.journal = batch.New(s.commitGroup, batch.Config{Concurrent: 1, Linger: max(linger, 0)})
 	return s
 }
 

@@ -454,6 +454,36 @@ func TestJobs(t *testing.T) {
 			}
 		})
 
+		t.Run("a start, a progress and a success all queued linger into one commit", func(t *testing.T) {
+			ls := sqlstore.New(db, sqlstore.Config{AsyncLinger: 200 * time.Millisecond})
+			j := mustCreate(t, ls, newJob("lingered"))
+			before := ls.JobWriteStats()
+			start := ls.StartAttemptAsync(ctx, j.ID)
+			progress := ls.ProgressAsync(ctx, j.ID, tokenlysis.JobEvent{Percent: 100, Message: "step 1 of 1"})
+			done := ls.SucceedAsync(ctx, j.ID, json.RawMessage(`{"steps":1}`))
+			if ev, err := done(); err != nil || ev.Seq != 4 || ev.Kind != tokenlysis.EventSucceeded || ev.CreatedAt.IsZero() {
+				t.Fatalf("queued success = %+v, %v; want seq 4", ev, err)
+			}
+			if ev, err := start(); err != nil || ev.Seq != 2 {
+				t.Fatalf("queued start = %+v, %v; want seq 2", ev, err)
+			}
+			if ev, err := progress(); err != nil || ev.Seq != 3 {
+				t.Fatalf("queued progress = %+v, %v; want seq 3", ev, err)
+			}
+			after := ls.JobWriteStats()
+			if w, c := after.Writes-before.Writes, after.Commits-before.Commits; w != 3 || c != 1 {
+				t.Fatalf("%d writes in %d commits, want 3 in 1: the first queued write's group should linger for the others", w, c)
+			}
+			got, err := ls.FindJob(ctx, j.ID)
+			if err != nil || got.Status != tokenlysis.JobSucceeded || got.LastSeq != 4 || got.Attempts != 1 {
+				t.Fatalf("job = %+v, %v", got, err)
+			}
+			// A queued success of a job that is not running is refused.
+			if _, err := ls.SucceedAsync(ctx, j.ID, nil)(); code(err) != tokenlysis.ECONFLICT {
+				t.Fatalf("second success = %v, want conflict", err)
+			}
+		})
+
 		t.Run("writes queued together after a cancel are all refused", func(t *testing.T) {
 			j := mustCreate(t, s, newJob("chain"))
 			if _, err := s.Cancel(ctx, j.ID); err != nil {
