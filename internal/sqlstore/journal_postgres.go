@@ -31,6 +31,18 @@ import (
 // maxChain bounds the writes merged into one statement.
 const maxChain = 8
 
+// pgPlanSettings is sent first in each group's transaction (local to it).
+// The statements are primary-key lookups, one job's or one per element of
+// an array: their generic plans are right whatever the table's statistics,
+// and save planning them. The array statements join the arrays to jobs,
+// and a generic plan made while jobs is small (on a new database, whose
+// statistics nobody has gathered) would scan and hash the whole table,
+// then keep doing so once it has grown: only the nested loop over the
+// primary key is allowed.
+const pgPlanSettings = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	set_config('enable_mergejoin', 'off', true), set_config('enable_memoize', 'off', true)`
+
 // commitWritesPostgres sends the whole transaction in one round trip (a
 // pgx batch, pipelined): BEGIN, one statement per new job and per chain,
 // COMMIT.
@@ -48,9 +60,7 @@ func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*j
 		pc := sc.Conn()
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
-		// The statements are primary-key lookups: their generic plans are
-		// right whatever the table's statistics, and save planning them.
-		b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+		b.Queue(pgPlanSettings)
 		durable := false
 		for _, w := range ws {
 			durable = durable || w.create != nil || w.durable
@@ -61,9 +71,9 @@ func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*j
 			// state.
 			b.Queue("SET LOCAL synchronous_commit = off")
 		}
-		for _, c := range chains(ws) {
-			q, args := c.statement(now)
-			b.Queue(q, args...).Query(c.markApplied)
+		for _, cs := range chainSets(chains(ws)) {
+			q, args := cs.statement(now)
+			b.Queue(q, args...).Query(cs.markApplied)
 		}
 		b.Queue("COMMIT")
 		err := pc.SendBatch(ctx, b).Close()
@@ -177,6 +187,7 @@ func (c chain) createArgs() []any {
 type chainStatement struct {
 	sql    string
 	params []valueRef
+	types  []string // the params' types (array statements)
 }
 
 // valueRef names one bind value: field f of write w, where fields 0–3 are
@@ -191,11 +202,7 @@ func (c chain) statement(now time.Time) (string, []any) {
 	if c[0].create != nil {
 		return pgCreate, c.createArgs()
 	}
-	names := make([]string, len(c))
-	for i, w := range c {
-		names[i] = w.kind.name
-	}
-	key := strings.Join(names, ",")
+	key := c.key()
 	v, ok := chainSQL.Load(key)
 	if !ok {
 		v, _ = chainSQL.LoadOrStore(key, c.build())
@@ -204,29 +211,46 @@ func (c chain) statement(now time.Time) (string, []any) {
 	args := make([]any, 2, 2+len(st.params))
 	args[0], args[1] = now, c[0].id
 	for _, p := range st.params {
-		w := c[p.w]
-		switch p.f {
-		case 0:
-			args = append(args, string(w.ev.Kind))
-		case 1:
-			args = append(args, int32(w.ev.Percent))
-		case 2:
-			args = append(args, w.ev.Message)
-		case 3:
-			args = append(args, jsonText(w.ev.Data))
-		default:
-			a := p.f - 4
-			switch w.kind.args[a] {
-			case "integer":
-				args = append(args, int32(w.args[a].(int)))
-			case "jsonb":
-				args = append(args, jsonText(w.args[a].(json.RawMessage)))
-			default:
-				args = append(args, w.args[a])
-			}
-		}
+		args = append(args, c.value(p))
 	}
 	return st.sql, args
+}
+
+// key names the chain's sequence of kinds ("start,progress,succeed").
+func (c chain) key() string {
+	if c[0].create != nil {
+		return "create"
+	}
+	names := make([]string, len(c))
+	for i, w := range c {
+		names[i] = w.kind.name
+	}
+	return strings.Join(names, ",")
+}
+
+// value is the bind value p refers to: a string (text), an int32
+// (integer) or a *string (jsonb, nil for none).
+func (c chain) value(p valueRef) any {
+	w := c[p.w]
+	switch p.f {
+	case 0:
+		return string(w.ev.Kind)
+	case 1:
+		return int32(w.ev.Percent)
+	case 2:
+		return w.ev.Message
+	case 3:
+		return jsonText(w.ev.Data)
+	}
+	a := p.f - 4
+	switch w.kind.args[a] {
+	case "integer":
+		return int32(w.args[a].(int))
+	case "jsonb":
+		return jsonText(w.args[a].(json.RawMessage))
+	default:
+		return w.args[a]
+	}
 }
 
 // build makes the chain's statement. The UPDATE sets each column to the
@@ -306,6 +330,12 @@ func (c chain) markApplied(rows pgx.Rows) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	return c.apply(seqs)
+}
+
+// apply marks the chain's writes applied with the sequence numbers of the
+// events its statement wrote (none: it did not apply).
+func (c chain) apply(seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
@@ -333,4 +363,189 @@ func jsonText(b json.RawMessage) *string {
 	}
 	s := string(b)
 	return &s
+}
+
+// A chain set is one statement of a group: new jobs, one chain, or the
+// chains of other jobs that have the same kinds, written over arrays (one
+// element per job) by one UPDATE and one INSERT of all their events. Under
+// load most of a worker's group is such a set (each job's start, progress
+// and success), and one statement for all of them saves PostgreSQL the
+// start-up of one statement per job.
+type chainSet []chain
+
+// maxChainSet bounds the chains of one array statement.
+const maxChainSet = 128
+
+// chainSets puts chains of the same kinds into sets, keeping each job's
+// chains in their order: a chain joins the latest set of its kinds when
+// that set comes after the job's previous set (a job is at most once in a
+// set, and its sets run in order).
+func chainSets(cs []chain) []chainSet {
+	var sets []chainSet
+	latestOfKey := map[string]int{} // kinds → index in sets
+	latestOfJob := map[string]int{} // job ID → index in sets
+	for _, c := range cs {
+		if c[0].create != nil {
+			sets = append(sets, chainSet{c})
+			continue
+		}
+		key, id := c.key(), c[0].id
+		if i, ok := latestOfKey[key]; ok && len(sets[i]) < maxChainSet {
+			if j, seen := latestOfJob[id]; !seen || j < i {
+				sets[i] = append(sets[i], c)
+				latestOfJob[id] = i
+				continue
+			}
+		}
+		latestOfKey[key], latestOfJob[id] = len(sets), len(sets)
+		sets = append(sets, chainSet{c})
+	}
+	return sets
+}
+
+// statement returns the set's SQL and bind values: a lone chain's own
+// statement, or the array statement of its kinds.
+func (cs chainSet) statement(now time.Time) (string, []any) {
+	if len(cs) == 1 {
+		return cs[0].statement(now)
+	}
+	key := "[]" + cs[0].key()
+	v, ok := chainSQL.Load(key)
+	if !ok {
+		v, _ = chainSQL.LoadOrStore(key, cs[0].buildArray())
+	}
+	st := v.(*chainStatement)
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c[0].id
+	}
+	args := make([]any, 2, 2+len(st.params))
+	args[0], args[1] = now, ids
+	for pi, p := range st.params {
+		switch st.types[pi] {
+		case "integer":
+			vals := make([]int32, len(cs))
+			for i, c := range cs {
+				vals[i] = c.value(p).(int32)
+			}
+			args = append(args, vals)
+		case "jsonb":
+			vals := make([]*string, len(cs))
+			for i, c := range cs {
+				vals[i] = c.value(p).(*string)
+			}
+			args = append(args, vals)
+		default:
+			vals := make([]string, len(cs))
+			for i, c := range cs {
+				vals[i] = c.value(p).(string)
+			}
+			args = append(args, vals)
+		}
+	}
+	return st.sql, args
+}
+
+// buildArray makes the statement of chains of c's kinds over arrays: $1 is
+// the group's time, $2 the jobs, $3… one array per value of build's
+// statement, joined to jobs by primary key (pgPlanSettings). Values the
+// UPDATE sets are read from the arrays' row v; the events' values are
+// passed through the UPDATE's RETURNING to the INSERT.
+func (c chain) buildArray() *chainStatement {
+	st := &chainStatement{}
+	param := func(ref valueRef, typ string) int {
+		st.params = append(st.params, ref)
+		st.types = append(st.types, typ)
+		return len(st.params)
+	}
+	column := func(prefix string, n int, typ string) string {
+		col := prefix + ".p" + strconv.Itoa(n)
+		if typ == "jsonb" {
+			return col + "::jsonb"
+		}
+		return col
+	}
+	var cols []string
+	last := map[string]int{}
+	for i, w := range c {
+		for _, set := range w.kind.sets {
+			col, _, _ := strings.Cut(set, " = ")
+			if _, ok := last[col]; !ok {
+				cols = append(cols, col)
+			}
+			last[col] = i
+		}
+	}
+	sets := make([]string, len(cols))
+	for i, col := range cols {
+		w := c[last[col]]
+		for _, set := range w.kind.sets {
+			if name, expr, _ := strings.Cut(set, " = "); name == col {
+				expr = strings.ReplaceAll(expr, "{now}", "$1::timestamptz")
+				for a, t := range w.kind.args {
+					if ph := "{a" + strconv.Itoa(a+1) + "}"; strings.Contains(expr, ph) {
+						expr = strings.ReplaceAll(expr, ph, column("v", param(valueRef{last[col], 4 + a}, t), t))
+					}
+				}
+				sets[i] = col + " = " + expr
+			}
+		}
+	}
+	var returned []string
+	events := make([]string, len(c))
+	for i := range c {
+		vals := []string{strconv.Itoa(len(c) - 1 - i)}
+		for f, t := range []string{"text", "integer", "text", "jsonb"} {
+			n := param(valueRef{i, f}, t)
+			returned = append(returned, "v.p"+strconv.Itoa(n)+" AS p"+strconv.Itoa(n))
+			vals = append(vals, column("u", n, t))
+		}
+		events[i] = "(" + strings.Join(vals, ", ") + ")"
+	}
+	arrays := []string{"$2::text[]"}
+	names := []string{"job"}
+	for i, t := range st.types {
+		if t == "jsonb" {
+			t = "text"
+		}
+		arrays = append(arrays, "$"+strconv.Itoa(i+3)+"::"+t+"[]")
+		names = append(names, "p"+strconv.Itoa(i+1))
+	}
+	st.sql = `WITH u AS (
+		UPDATE jobs SET last_seq = jobs.last_seq + ` + strconv.Itoa(len(c)) + `, updated_at = $1::timestamptz, ` + strings.Join(sets, ", ") + `
+		FROM unnest(` + strings.Join(arrays, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
+		WHERE jobs.id = v.job AND jobs.status IN (` + c[0].kind.statusList() + `)
+		RETURNING jobs.id, jobs.last_seq, ` + strings.Join(returned, ", ") + `)
+	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+	SELECT u.id, u.last_seq - e.back, e.kind, e.percent, e.message, e.data, $1::timestamptz
+	FROM u CROSS JOIN LATERAL (VALUES ` + strings.Join(events, ", ") + `) AS e(back, kind, percent, message, data)
+	RETURNING job_id, seq`
+	return st
+}
+
+// markApplied reads the RETURNING rows (job ID, sequence number) of the
+// set's statement into its chains' writes: each chain applies as a whole
+// or not at all, its events numbered in its order.
+func (cs chainSet) markApplied(rows pgx.Rows) error {
+	if len(cs) == 1 || cs[0][0].create != nil {
+		return cs[0].markApplied(rows)
+	}
+	seqs := make(map[string][]int64, len(cs))
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return err
+		}
+		seqs[id] = append(seqs[id], seq)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if err := c.apply(seqs[c[0].id]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,7 +112,7 @@ func TestGroupOfChains(t *testing.T) {
 	databasetest.ForEach(t, func(t *testing.T, db *database.DB) {
 		ctx := context.Background()
 		s := New(db, Config{})
-		ids := make([]string, 3)
+		ids := make([]string, 4)
 		for i := range ids {
 			ids[i] = uuid.Must(uuid.NewV7()).String()
 			j := tokenlysis.Job{ID: ids[i], Type: "system:probe", Queue: "default", Params: json.RawMessage(`{}`), MaxRetry: 1, SubmittedBy: "alice"}
@@ -119,7 +120,7 @@ func TestGroupOfChains(t *testing.T) {
 				t.Fatal(created, err)
 			}
 		}
-		a, b, canceled := ids[0], ids[1], ids[2]
+		a, b, canceled, d := ids[0], ids[1], ids[2], ids[3]
 		if _, err := s.Cancel(ctx, canceled); err != nil {
 			t.Fatal(err)
 		}
@@ -140,12 +141,14 @@ func TestGroupOfChains(t *testing.T) {
 		}
 		fresh := uuid.Must(uuid.NewV7()).String()
 		group := []*jobWrite{start(a), start(b), progress(a, 40, "almost"), create(fresh), start(canceled), succeed(a),
-			progress(b, 10, "begun"), create(a), progress(canceled, 1, "no"), progress(a, 1, "late")}
+			progress(b, 10, "begun"), create(a), progress(canceled, 1, "no"), progress(a, 1, "late"),
+			start(d), progress(d, 70, "d"), succeed(d)} // on PostgreSQL, d's chain is in a's statement, canceled's in b's
+
 		if err := s.commitWrites(ctx, group); err != nil {
 			t.Fatal(err)
 		}
-		wantApplied := []bool{true, true, true, true, false, true, true, false, false, false}
-		wantSeq := []int64{2, 2, 3, 1, 0, 4, 3, 0, 0, 0}
+		wantApplied := []bool{true, true, true, true, false, true, true, false, false, false, true, true, true}
+		wantSeq := []int64{2, 2, 3, 1, 0, 4, 3, 0, 0, 0, 2, 3, 4}
 		for i, w := range group {
 			if w.applied != wantApplied[i] || w.seq != wantSeq[i] {
 				t.Errorf("write %d (of %s): applied %v seq %d, want %v %d", i, w.jobID(), w.applied, w.seq, wantApplied[i], wantSeq[i])
@@ -165,6 +168,9 @@ func TestGroupOfChains(t *testing.T) {
 		}
 		if jc.Status != tokenlysis.JobCanceled || jc.Attempts != 0 || jc.LastSeq != 2 {
 			t.Errorf("canceled job = %+v", jc)
+		}
+		if jd, _ := s.FindJob(ctx, d); jd.Status != tokenlysis.JobSucceeded || jd.Message != "d" || jd.LastSeq != 4 || string(jd.Result) != `{"n": 1}` && string(jd.Result) != `{"n":1}` {
+			t.Errorf("job d = %+v", jd)
 		}
 		evs, _ := s.Events(ctx, a, 0, 10)
 		var got []string
@@ -221,4 +227,105 @@ func TestGroupRequeueConflict(t *testing.T) {
 			t.Errorf("Requeue = %v, want a conflict naming %s", err, holder.ID)
 		}
 	})
+}
+
+func TestChainSets(t *testing.T) {
+	w := func(id string, k *transitionKind) *jobWrite { return &jobWrite{id: id, kind: k} }
+	create := func(id string) *jobWrite { return &jobWrite{create: &tokenlysis.Job{ID: id}} }
+	// show writes each statement as "job,job:kind+kind".
+	show := func(bs []chainSet) string {
+		var out []string
+		for _, b := range bs {
+			var jobs []string
+			for _, c := range b {
+				for _, w := range c {
+					if !slices.Contains(jobs, w.jobID()) {
+						jobs = append(jobs, w.jobID())
+					}
+				}
+			}
+			out = append(out, strings.Join(jobs, ",")+":"+b[0].key())
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name string
+		ws   []*jobWrite
+		want string
+	}{
+		{"the chains of the same kinds of other jobs are one statement",
+			[]*jobWrite{w("a", kindStart), w("b", kindStart), w("a", kindSucceed), w("c", kindProgress), w("b", kindSucceed), w("d", kindStart), w("d", kindSucceed)},
+			"a,b,d:start,succeed c:progress"},
+		{"a job's later chain comes after its earlier one",
+			[]*jobWrite{w("a", kindProgress), w("a", kindSucceed), w("b", kindProgress), w("a", kindProgress), w("c", kindProgress)},
+			"a:progress,succeed b,a,c:progress"},
+		{"a job's chain never joins a statement before its earlier chain",
+			[]*jobWrite{w("b", kindProgress), w("a", kindRequeue), w("a", kindProgress), w("c", kindRequeue)},
+			"b:progress a,c:requeue a:progress"},
+		{"a job is never twice in one statement",
+			[]*jobWrite{w("a", kindRequeue), w("a", kindRequeue), w("b", kindRequeue)},
+			"a:requeue a,b:requeue"},
+		{"new jobs stay one statement",
+			[]*jobWrite{create("x"), w("a", kindProgress), create("y"), w("b", kindProgress)},
+			"x,y:create a,b:progress"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := show(chainSets(chains(tc.ws))); got != tc.want {
+				t.Fatalf("chain sets = %s\nwant         %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChainSetSQL checks the statement of several chains of the same kinds:
+// every value goes in one array per use, each job's at the same index.
+func TestChainSetSQL(t *testing.T) {
+	mk := func(id string, pct int, msg, result string) chain {
+		return chain{
+			{id: id, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}},
+			{id: id, kind: kindProgress, args: []any{pct, msg}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Percent: pct, Message: msg}},
+			{id: id, kind: kindSucceed, args: []any{json.RawMessage(result)}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Data: json.RawMessage(result)}},
+		}
+	}
+	b := chainSet{mk("a", 40, "almost", `{"n":1}`), mk("b", 60, "nearly", `{"n":2}`)}
+	q, args := b.statement(time.Now())
+	for _, want := range []string{
+		"FROM unnest($2::text[], $3::text[]",
+		"WHERE jobs.id = v.job AND jobs.status IN ('queued', 'running', 'retrying')",
+		"last_seq = jobs.last_seq + 3",
+		"percent = 100",
+		"CROSS JOIN LATERAL (VALUES (2, u.p",
+	} {
+		if !strings.Contains(q, want) {
+			t.Errorf("chain set SQL lacks %q:\n%s", want, q)
+		}
+	}
+	for i := range args {
+		if !strings.Contains(q, "$"+strconv.Itoa(i+1)+"::") {
+			t.Errorf("$%d is sent but not used:\n%s", i+1, q)
+		}
+	}
+	if ids, ok := args[1].([]string); !ok || len(ids) != 2 || ids[0] != "a" || ids[1] != "b" {
+		t.Fatalf("ids = %#v", args[1])
+	}
+	var msgs, pcts, results string
+	for _, a := range args[2:] {
+		switch v := a.(type) {
+		case []string:
+			if v[0] == "almost" {
+				msgs = strings.Join(v, ",")
+			}
+		case []int32:
+			if v[0] == 40 {
+				pcts = strconv.Itoa(int(v[0])) + "," + strconv.Itoa(int(v[1]))
+			}
+		case []*string:
+			if v[0] != nil && *v[0] == `{"n":1}` && v[1] != nil {
+				results = *v[0] + "," + *v[1]
+			}
+		}
+	}
+	if msgs != "almost,nearly" || pcts != "40,60" || results != `{"n":1},{"n":2}` {
+		t.Fatalf("per-job values not in the jobs' order: messages %q, percents %q, results %q", msgs, pcts, results)
+	}
 }
