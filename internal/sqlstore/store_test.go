@@ -482,6 +482,22 @@ func TestJobs(t *testing.T) {
 			if _, err := ls.SucceedAsync(ctx, j.ID, nil)(); code(err) != tokenlysis.ECONFLICT {
 				t.Fatalf("second success = %v, want conflict", err)
 			}
+			// A write whose caller waits does not linger.
+			slow := sqlstore.New(db, sqlstore.Config{AsyncLinger: 5 * time.Second})
+			k := mustCreate(t, slow, newJob("waits"))
+			began := time.Now()
+			for _, write := range []func() error{
+				func() error { _, err := slow.StartAttempt(ctx, k.ID); return err },
+				func() error { _, err := slow.Progress(ctx, k.ID, tokenlysis.JobEvent{Percent: 1}); return err },
+				func() error { _, err := slow.Succeed(ctx, k.ID, nil); return err },
+			} {
+				if err := write(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if d := time.Since(began); d >= 5*time.Second {
+				t.Fatalf("three waited-for writes took %v: they lingered", d)
+			}
 		})
 
 		t.Run("writes queued together after a cancel are all refused", func(t *testing.T) {
