@@ -16,17 +16,20 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
-// On PostgreSQL a group is one statement per new job and one per run of
-// transitions of the same job (a chain), each looking its job up by primary
-// key. Such statements keep one plan per connection (the generic plan of a
-// primary-key lookup cannot go wrong): planning was most of the server's
-// work when each group was one statement over arrays, which had to be
-// planned anew each time because the generic plan of a join with arrays of
-// unknown length chose the status index (on this machine's unanalysed
-// tables, every job that had ever run; 003_hot_jobs has since dropped it). A chain is the writes of one job
-// that follow each other in a group, merged into one UPDATE and one INSERT
-// of their events: a job's start, its last progress and its success,
-// queued together, cost one statement.
+// On PostgreSQL a group is one statement for its new jobs and one per set
+// of chains. A chain is the writes of one job that follow each other in a
+// group, merged into one UPDATE and one INSERT of their events: a job's
+// start, its last progress and its success, queued together. The chains
+// of other jobs with the same kinds make one statement over arrays (a
+// chain set), so that a worker's group of twenty jobs' starts, progress
+// and successes is one statement, not twenty. Every statement finds its
+// jobs by primary key, and keeps one generic plan per connection: planning
+// was most of the server's work when each group was planned anew
+// (force_custom_plan), and pgPlanSettings makes sure the generic plan of an
+// array statement is the nested loop over the primary key, whatever the
+// statistics (a hash join over the status index was chosen on this
+// machine's unanalysed tables, before 003_hot_jobs dropped that index;
+// a sequential scan of jobs would be chosen on a new database today).
 
 // maxChain bounds the writes merged into one statement.
 const maxChain = 8
