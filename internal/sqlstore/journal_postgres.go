@@ -271,7 +271,27 @@ func (c chain) build() *chainStatement {
 		}
 		return n + "::" + typ
 	}
-	// The last write setting each column, in the order columns appear.
+	sets := c.sets(param)
+	events := make([]string, len(c))
+	for i := range c {
+		events[i] = "(" + strconv.Itoa(len(c)-1-i) + ", " + param(valueRef{i, 0}, "text") + ", " +
+			param(valueRef{i, 1}, "integer") + ", " + param(valueRef{i, 2}, "text") + ", " + param(valueRef{i, 3}, "jsonb") + ")"
+	}
+	st.sql = `WITH u AS (
+		UPDATE jobs SET last_seq = jobs.last_seq + ` + strconv.Itoa(len(c)) + `, updated_at = $1::timestamptz, ` + strings.Join(sets, ", ") + `
+		WHERE jobs.id = $2::text AND jobs.status IN (` + c[0].kind.statusList() + `)
+		RETURNING jobs.id, jobs.last_seq)
+	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
+	SELECT u.id, u.last_seq - e.back, e.kind, e.percent, e.message, e.data, $1::timestamptz
+	FROM u, (VALUES ` + strings.Join(events, ", ") + `) AS e(back, kind, percent, message, data)
+	RETURNING job_id, seq`
+	return st
+}
+
+// sets is the SET list of the chain's UPDATE: each column set to the value
+// of the last write that sets it, in the order the columns first appear,
+// with {now} as $1 and each write's own values as param returns them.
+func (c chain) sets(param func(ref valueRef, typ string) string) []string {
 	var cols []string
 	last := map[string]int{}
 	for i, w := range c {
@@ -298,20 +318,7 @@ func (c chain) build() *chainStatement {
 			}
 		}
 	}
-	events := make([]string, len(c))
-	for i := range c {
-		events[i] = "(" + strconv.Itoa(len(c)-1-i) + ", " + param(valueRef{i, 0}, "text") + ", " +
-			param(valueRef{i, 1}, "integer") + ", " + param(valueRef{i, 2}, "text") + ", " + param(valueRef{i, 3}, "jsonb") + ")"
-	}
-	st.sql = `WITH u AS (
-		UPDATE jobs SET last_seq = jobs.last_seq + ` + strconv.Itoa(len(c)) + `, updated_at = $1::timestamptz, ` + strings.Join(sets, ", ") + `
-		WHERE jobs.id = $2::text AND jobs.status IN (` + c[0].kind.statusList() + `)
-		RETURNING jobs.id, jobs.last_seq)
-	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
-	SELECT u.id, u.last_seq - e.back, e.kind, e.percent, e.message, e.data, $1::timestamptz
-	FROM u, (VALUES ` + strings.Join(events, ", ") + `) AS e(back, kind, percent, message, data)
-	RETURNING job_id, seq`
-	return st
+	return sets
 }
 
 // markApplied reads the RETURNING rows (job ID, sequence number) of the
@@ -468,32 +475,7 @@ func (c chain) buildArray() *chainStatement {
 		}
 		return col
 	}
-	var cols []string
-	last := map[string]int{}
-	for i, w := range c {
-		for _, set := range w.kind.sets {
-			col, _, _ := strings.Cut(set, " = ")
-			if _, ok := last[col]; !ok {
-				cols = append(cols, col)
-			}
-			last[col] = i
-		}
-	}
-	sets := make([]string, len(cols))
-	for i, col := range cols {
-		w := c[last[col]]
-		for _, set := range w.kind.sets {
-			if name, expr, _ := strings.Cut(set, " = "); name == col {
-				expr = strings.ReplaceAll(expr, "{now}", "$1::timestamptz")
-				for a, t := range w.kind.args {
-					if ph := "{a" + strconv.Itoa(a+1) + "}"; strings.Contains(expr, ph) {
-						expr = strings.ReplaceAll(expr, ph, column("v", param(valueRef{last[col], 4 + a}, t), t))
-					}
-				}
-				sets[i] = col + " = " + expr
-			}
-		}
-	}
+	sets := c.sets(func(ref valueRef, typ string) string { return column("v", param(ref, typ), typ) })
 	var returned []string
 	events := make([]string, len(c))
 	for i := range c {
