@@ -42,9 +42,11 @@ const maxChain = 8
 // statistics nobody has gathered) would scan and hash the whole table,
 // then keep doing so once it has grown: only the nested loop over the
 // primary key is allowed.
+// (Settings that PostgreSQL 12 lacks, such as enable_memoize, are left
+// alone: an unknown one would fail every group.)
 const pgPlanSettings = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
 	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
-	set_config('enable_mergejoin', 'off', true), set_config('enable_memoize', 'off', true)`
+	set_config('enable_mergejoin', 'off', true)`
 
 // commitWritesPostgres sends the whole transaction in one round trip (a
 // pgx batch, pipelined): BEGIN, one statement per new job and per chain,

@@ -329,3 +329,42 @@ func TestChainSetSQL(t *testing.T) {
 		t.Fatalf("per-job values not in the jobs' order: messages %q, percents %q, results %q", msgs, pcts, results)
 	}
 }
+
+// TestChainSetPlan checks the generic plan PostgreSQL keeps for an array
+// statement, made on a new database whose jobs table is empty (where a
+// sequential scan and a hash join look cheapest): it must look the jobs
+// up by primary key, or it would scan the whole table once it has grown.
+func TestChainSetPlan(t *testing.T) {
+	db := databasetest.New(t, database.Postgres)
+	ctx := context.Background()
+	ok := func(id string) chain {
+		return chain{
+			{id: id, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted}},
+			{id: id, kind: kindSucceed, args: []any{json.RawMessage(`{}`)}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded}},
+		}
+	}
+	q, args := chainSet{ok("a"), ok("b")}.statement(time.Now())
+	vals := make([]string, len(args))
+	for i := range args {
+		vals[i] = "'{}'" // empty arrays
+	}
+	vals[0] = "now()"
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var plan []string
+	for _, stmt := range []string{pgPlanSettings, "PREPARE s AS " + q} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := tx.SelectContext(ctx, &plan, "EXPLAIN EXECUTE s("+strings.Join(vals, ", ")+")"); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "Index Scan using jobs_pkey on jobs") || strings.Contains(text, "Seq Scan on jobs") {
+		t.Fatalf("generic plan of the array statement does not look jobs up by primary key:\n%s", text)
+	}
+}
