@@ -9,7 +9,9 @@
 //   - Runner is the one asynq middleware of the worker: it moves the row
 //     through running / retrying / succeeded / failed, appends events,
 //     captures panics and records the final failure after the last retry.
-//     Handlers only call Report and SetResult.
+//     A success is committed after asynq hears of it (Runner.Wait waits for
+//     those still going); a failure before. Handlers only call Report and
+//     SetResult.
 //   - Announcer publishes the events the SQL store commits, each commit's
 //     together, on the events bus that the API's streams follow.
 package job
