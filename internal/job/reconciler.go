@@ -14,6 +14,7 @@ import (
 // ReconcileStore is what the Reconciler needs of the SQL store.
 type ReconcileStore interface {
 	StaleJobs(ctx context.Context, before time.Time, limit int) ([]tokenlysis.Job, error)
+	FindJob(ctx context.Context, id string) (tokenlysis.Job, error)
 }
 
 // TaskFinder looks a task up (an *asynq.Inspector).
@@ -27,7 +28,13 @@ type ReconcilerConfig struct {
 	// its task is checked. Default 1 minute.
 	Grace time.Duration
 	// Batch is the most jobs checked per pass. Default 500.
-	Batch  int
+	Batch int
+	// Settle is how long a pass waits, once it has found jobs without a
+	// task, before it reads them again and re-enqueues those whose record
+	// has not changed: the task of a job that has just run leaves asynq a
+	// few milliseconds before its success is committed (Runner). Default
+	// 1 s; negative: no wait.
+	Settle time.Duration
 	Logger *slog.Logger
 }
 
@@ -48,21 +55,45 @@ type Reconciler struct {
 func NewReconciler(store ReconcileStore, queue Queue, tasks TaskFinder, reg *Registry, cfg ReconcilerConfig) *Reconciler {
 	cfg.Grace = cmp.Or(cfg.Grace, time.Minute)
 	cfg.Batch = cmp.Or(cfg.Batch, 500)
+	cfg.Settle = cmp.Or(cfg.Settle, time.Second)
 	return &Reconciler{store: store, queue: queue, tasks: tasks, registry: reg, cfg: cfg,
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}
 }
 
-// Reconcile runs one pass and returns how many tasks it re-enqueued.
+// Reconcile runs one pass and returns how many tasks it re-enqueued. A
+// job is re-enqueued only when its record, read again after its task was
+// found missing (and Settle), has not changed since the scan: a job that
+// ran meanwhile was not lost.
 func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 	jobs, err := r.store.StaleJobs(ctx, time.Now().Add(-r.cfg.Grace), r.cfg.Batch)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	var missing []tokenlysis.Job
 	for _, j := range jobs {
 		_, err := r.tasks.GetTaskInfo(j.Queue, j.ID)
 		if err == nil || !(errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) {
 			continue // the task is there (or Redis cannot tell now)
+		}
+		missing = append(missing, j)
+	}
+	if len(missing) > 0 && r.cfg.Settle > 0 {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(r.cfg.Settle):
+		}
+	}
+	n := 0
+	for _, j := range missing {
+		cur, err := r.store.FindJob(ctx, j.ID)
+		if tokenlysis.ErrorCode(err) == tokenlysis.ENOTFOUND {
+			continue
+		} else if err != nil {
+			return n, err
+		}
+		if cur.Status.Terminal() || cur.LastSeq != j.LastSeq {
+			continue // it moved on: its task ran
 		}
 		spec, err := r.registry.Lookup(j.Type)
 		if err != nil {

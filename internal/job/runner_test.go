@@ -95,7 +95,7 @@ func setupWith(t *testing.T, d database.Dialect, cfg setupConfig, handlers map[s
 	}
 	t.Cleanup(func() { srv.Shutdown(); runner.Wait() })
 	// Grace < 0: every unfinished job is checked, however fresh.
-	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second})
+	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second, Settle: -1})
 	return testBundle{srv: srv, runner: runner, bus: bus, inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
 }
 
@@ -444,6 +444,52 @@ func TestRunnerRecordsSuccessAfterTheTaskIsDone(t *testing.T) {
 			}
 			if o := obs.list(); !slices.Equal(o, []string{"t:ok succeeded"}) {
 				t.Fatalf("observed %v, want one success", o)
+			}
+		})
+	}
+}
+
+// movingStore is the real store, whose stale jobs move on (here: are
+// canceled) right after StaleJobs has read them, as a job does that runs
+// and ends between the reconciler's scan and its look at asynq.
+type movingStore struct {
+	*sqlstore.Store
+}
+
+func (s movingStore) StaleJobs(ctx context.Context, before time.Time, limit int) ([]tokenlysis.Job, error) {
+	jobs, err := s.Store.StaleJobs(ctx, before, limit)
+	for _, j := range jobs {
+		if _, cerr := s.Store.Cancel(ctx, j.ID); cerr != nil {
+			return nil, cerr
+		}
+	}
+	return jobs, err
+}
+
+// A job whose record changed after the reconciler read it is not
+// re-enqueued: it was not lost, it ran (its success may be committed just
+// after asynq dropped its task).
+func TestReconcilerSkipsAJobThatMovedOn(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			tb := setup(t, d, map[string]asynq.HandlerFunc{"t:ok": func(context.Context, *asynq.Task) error { return nil }})
+			lost, _, err := tb.store.CreateJob(context.Background(), tokenlysis.Job{
+				ID: "01a20000-0000-7000-8000-" + fmt.Sprintf("%012d", time.Now().UnixNano()%1e12), Type: "t:ok", Queue: "default",
+				Params: json.RawMessage(`{}`), MaxRetry: 2, SubmittedBy: "tester",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg, _ := job.NewRegistry(job.Spec{Type: "t:ok", Permission: authz.JobsSubmit,
+				Validate: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
+			rdb := redistest.Client(t, redisDB, "jobtest")
+			rec := job.NewReconciler(movingStore{tb.store}, asynq.NewClientFromRedisClient(rdb), tb.inspector, reg,
+				job.ReconcilerConfig{Grace: -time.Second, Settle: -1})
+			if n, err := rec.Reconcile(context.Background()); err != nil || n != 0 {
+				t.Fatalf("Reconcile = %d, %v; want nothing re-enqueued", n, err)
+			}
+			if _, err := tb.inspector.GetTaskInfo("default", lost.ID); !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+				t.Fatalf("task of the job that moved on: %v, want none", err)
 			}
 		})
 	}
