@@ -198,7 +198,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			rn.mu.Lock()
 			succeeded := rn.queue(r.store.SucceedAsync(bg, id, rn.result))
 			rn.mu.Unlock()
-			r.ending.Go(func() { r.recordSuccess(t.Type(), log, id, rn, started, succeeded) })
+			r.ending.Go(func() { r.recordSuccess(t.Type(), log, rn, started, succeeded) })
 			return nil
 		}
 
@@ -242,7 +242,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 // how it ended. A start or a success that could not be written (database
 // unreachable) leaves the job unfinished without a task: the Reconciler
 // re-enqueues it once it has been unchanged for its grace period.
-func (r *Runner) recordSuccess(jobType string, log *slog.Logger, id string, rn *run, started, succeeded func() error) {
+func (r *Runner) recordSuccess(jobType string, log *slog.Logger, rn *run, started, succeeded func() error) {
 	rn.settle(-1)
 	err := started()
 	if err == nil {

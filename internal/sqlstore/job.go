@@ -340,7 +340,7 @@ func (s *Store) outcome(ctx context.Context, w *jobWrite) (tokenlysis.JobEvent, 
 // asynq's retry counter, which restarts when a lost task is re-enqueued.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended (e.g. canceled).
 func (s *Store) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, kindStart, id, nil, startedEvent, true)
+	return s.transition(ctx, kindStart, id, nil, startedEvent(), true)
 }
 
 // Progress records a running job's progress and appends a "progress" (or
@@ -366,13 +366,15 @@ func (s *Store) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobE
 	return s.transitionAsync(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false)
 }
 
-var startedEvent = tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}
+func startedEvent() tokenlysis.JobEvent {
+	return tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}
+}
 
 // StartAttemptAsync is StartAttempt without waiting for the commit, as
 // ProgressAsync is Progress: a job's start, its reports and its end,
 // queued one after the other, go in one commit.
 func (s *Store) StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error)) {
-	return s.transitionAsync(ctx, kindStart, id, nil, startedEvent, true)
+	return s.transitionAsync(ctx, kindStart, id, nil, startedEvent(), true)
 }
 
 // transitionAsync queues a transition and returns at once; wait returns

@@ -49,8 +49,8 @@ const pgPlanSettings = `SELECT set_config('plan_cache_mode', 'force_generic_plan
 	set_config('enable_mergejoin', 'off', true)`
 
 // commitWritesPostgres sends the whole transaction in one round trip (a
-// pgx batch, pipelined): BEGIN, one statement per new job and per chain,
-// COMMIT.
+// pgx batch, pipelined): BEGIN, the plan settings, one statement for the
+// new jobs and one per chain set, COMMIT.
 func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*jobWrite) error {
 	conn, err := s.db.DB.DB.Conn(ctx)
 	if err != nil {
@@ -436,26 +436,23 @@ func (cs chainSet) statement(now time.Time) (string, []any) {
 	for pi, p := range st.params {
 		switch st.types[pi] {
 		case "integer":
-			vals := make([]int32, len(cs))
-			for i, c := range cs {
-				vals[i] = c.value(p).(int32)
-			}
-			args = append(args, vals)
+			args = append(args, valuesOf[int32](cs, p))
 		case "jsonb":
-			vals := make([]*string, len(cs))
-			for i, c := range cs {
-				vals[i] = c.value(p).(*string)
-			}
-			args = append(args, vals)
+			args = append(args, valuesOf[*string](cs, p))
 		default:
-			vals := make([]string, len(cs))
-			for i, c := range cs {
-				vals[i] = c.value(p).(string)
-			}
-			args = append(args, vals)
+			args = append(args, valuesOf[string](cs, p))
 		}
 	}
 	return st.sql, args
+}
+
+// valuesOf is the array of the value p refers to, one element per chain.
+func valuesOf[T any](cs chainSet, p valueRef) []T {
+	vals := make([]T, len(cs))
+	for i, c := range cs {
+		vals[i] = c.value(p).(T)
+	}
+	return vals
 }
 
 // buildArray makes the statement of chains of c's kinds over arrays: $1 is
