@@ -3,6 +3,8 @@ package migrations_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -77,8 +79,8 @@ func TestMigrations_UpDownUp(t *testing.T) {
 		for i, id := range ids {
 			upOne(t, db, id)
 			snaps = append(snaps, snapshot(t, db))
-			if snaps[i+1].equal(snaps[i]) {
-				t.Errorf("%s changed nothing in the schema", id)
+			if snaps[i+1].equal(snaps[i]) && !noOp(t, db.Dialect, id) {
+				t.Errorf("%s changed nothing in the schema (and does not say %q)", id, noOpMarker)
 			}
 		}
 		full := snaps[len(snaps)-1]
@@ -117,6 +119,20 @@ func TestMigrations_UpDownUp(t *testing.T) {
 			t.Errorf("schema after DownAll is not empty:\n%s", got)
 		}
 	})
+}
+
+// noOpMarker is the line of a migration that changes nothing on its
+// engine, only to keep both engines' migrations numbered alike (a setting
+// that only the other engine has).
+const noOpMarker = "-- No schema change on this engine."
+
+func noOp(t *testing.T, d database.Dialect, id string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(string(d), id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Contains(strings.Split(string(b), "\n"), noOpMarker)
 }
 
 func TestMigrations_SameColumnsOnBothEngines(t *testing.T) {
@@ -338,7 +354,8 @@ func snapshot(t *testing.T, db *database.DB) schema {
 		}
 	case database.Postgres:
 		queries = []string{
-			`SELECT 'table ' || tablename || ' ' FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'`,
+			`SELECT 'table ' || relname || ' ' || COALESCE(array_to_string(reloptions, ','), '') FROM pg_class
+			  WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r' AND relname <> 'schema_migrations'`,
 			`SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' nullable=' || is_nullable ||
 			        ' default=' || COALESCE(column_default, '') || ' identity=' || is_identity || ' collation=' || COALESCE(collation_name, '')
 			   FROM information_schema.columns WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'`,
