@@ -8,6 +8,7 @@ package batch
 import (
 	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,6 +19,7 @@ type Group[T any] struct {
 	limit  int
 	max    int
 	linger time.Duration
+	idle   time.Duration
 
 	mu       sync.Mutex
 	pending  []*entry[T]
@@ -40,11 +42,17 @@ type Config struct {
 	Concurrent int
 	// Max caps the items of one group (default 256).
 	Max int
-	// Linger is how long a group led by a Go call waits, before it runs,
-	// for more calls to join it (default none). Nobody waits on a Go call,
-	// so a little latency buys larger groups: fewer commits for the same
-	// work. A group led by Do runs at once, its caller waiting.
+	// Linger is how long a group led by a Go call waits at most, before
+	// it runs, for more calls to join it (default none). Nobody waits on a
+	// Go call, so a little latency buys larger groups: fewer commits for
+	// the same work. A group led by Do runs at once, its caller waiting.
 	Linger time.Duration
+	// LingerIdle ends the linger early: the group runs as soon as a step
+	// of LingerIdle has brought no new call, or has brought one that
+	// waits (Do). Under load calls keep coming and a group lingers up to
+	// Linger; a lone call waits one step. Default (or ≥ Linger): one
+	// step of Linger.
+	LingerIdle time.Duration
 }
 
 // New returns a Group whose groups run is called with. run must set each
@@ -52,7 +60,12 @@ type Config struct {
 // caller of its group waits for it. The context it gets is the leading
 // caller's.
 func New[T any](run func(ctx context.Context, items []T), cfg Config) *Group[T] {
-	return &Group[T]{run: run, limit: max(cfg.Concurrent, 1), max: max(cmp.Or(cfg.Max, 256), 1), linger: max(cfg.Linger, 0)}
+	linger := max(cfg.Linger, 0)
+	idle := cfg.LingerIdle
+	if idle <= 0 || idle > linger {
+		idle = linger
+	}
+	return &Group[T]{run: run, limit: max(cfg.Concurrent, 1), max: max(cmp.Or(cfg.Max, 256), 1), linger: linger, idle: idle}
 }
 
 // Do runs item in a group and returns when that group has run.
@@ -95,11 +108,8 @@ func (g *Group[T]) enqueue(e *entry[T]) bool {
 func (g *Group[T]) lead(ctx context.Context, e *entry[T]) {
 	group := e.group
 	e.group = nil
-	if e.done != nil && g.linger > 0 && len(group) < g.max {
-		time.Sleep(g.linger)
-		g.mu.Lock()
-		group = append(group, g.takeUpTo(g.max-len(group))...)
-		g.mu.Unlock()
+	if e.done != nil && g.linger > 0 {
+		group = g.gather(group)
 	}
 	items := make([]T, len(group))
 	for i, o := range group {
@@ -129,6 +139,28 @@ func (g *Group[T]) lead(ctx context.Context, e *entry[T]) {
 	} else {
 		next.wake <- true
 	}
+}
+
+// gather lingers for calls to join a Go-led group, in steps of g.idle, for
+// g.linger at most: it stops after a step that brought no call or brought
+// one whose caller waits, or once the group is full.
+func (g *Group[T]) gather(group []*entry[T]) []*entry[T] {
+	deadline := time.Now().Add(g.linger)
+	for len(group) < g.max {
+		step := min(g.idle, time.Until(deadline))
+		if step <= 0 {
+			break
+		}
+		time.Sleep(step)
+		g.mu.Lock()
+		joined := g.takeUpTo(g.max - len(group))
+		g.mu.Unlock()
+		group = append(group, joined...)
+		if len(joined) == 0 || slices.ContainsFunc(joined, func(o *entry[T]) bool { return o.done == nil }) {
+			break
+		}
+	}
+	return group
 }
 
 // take removes the next group from pending. g.mu must be held.

@@ -224,3 +224,66 @@ func TestLingerGathersQueuedCalls(t *testing.T) {
 		t.Fatalf("a Do-led group waited %v: only groups led by Go linger", d)
 	}
 }
+
+// With LingerIdle, a Go-led group lingers only while calls keep joining
+// it: it runs once a step of LingerIdle brings none, or once a call that
+// waits (Do) has joined, and after Linger at the latest.
+func TestLingerEndsWhenCallsStopJoining(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	g := batch.New(func(_ context.Context, items []*call) {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(items))
+		for _, c := range items {
+			c.done = true
+		}
+	}, batch.Config{Linger: 2 * time.Second, LingerIdle: 100 * time.Millisecond})
+	groups := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		s := sizes
+		sizes = nil
+		return s
+	}
+	ctx := context.Background()
+
+	t.Run("a lone queued call waits one idle step", func(t *testing.T) {
+		start := time.Now()
+		g.Go(ctx, &call{})()
+		if d := time.Since(start); d < 100*time.Millisecond || d >= time.Second {
+			t.Fatalf("a lone Go call ran after %v, want one idle step (100 ms), not the whole linger (2 s)", d)
+		}
+		groups()
+	})
+
+	t.Run("calls that keep coming keep the group open", func(t *testing.T) {
+		// A call every 20 ms for 600 ms: every idle step brings some, so
+		// the first group gathers well over one step's worth.
+		var waits []func()
+		start := time.Now()
+		for time.Since(start) < 600*time.Millisecond {
+			waits = append(waits, g.Go(ctx, &call{}))
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, w := range waits {
+			w()
+		}
+		sizes := groups()
+		if len(sizes) == 0 || sizes[0] < 15 {
+			t.Fatalf("group sizes %v (of %d calls), want a first group of at least 15: it should linger while calls join", sizes, len(waits))
+		}
+	})
+
+	t.Run("a waiting call ends the linger", func(t *testing.T) {
+		start := time.Now()
+		wait := g.Go(ctx, &call{})
+		time.Sleep(20 * time.Millisecond)
+		g.Do(ctx, &call{})
+		wait()
+		sizes := groups()
+		if d := time.Since(start); d >= time.Second || !slices.Equal(sizes, []int{2}) {
+			t.Fatalf("groups %v after %v, want one group of 2 run within an idle step of the Do", sizes, d)
+		}
+	})
+}

@@ -47,7 +47,7 @@ func setup(t *testing.T, d database.Dialect, handlers map[string]asynq.HandlerFu
 
 // setupConfig varies setup.
 type setupConfig struct {
-	linger   time.Duration // the store's AsyncLinger (0: its default)
+	linger   time.Duration // the store's AsyncLinger and AsyncLingerIdle: a fixed wait (0: the defaults)
 	observer job.Observer
 }
 
@@ -59,7 +59,7 @@ func setupWith(t *testing.T, d database.Dialect, cfg setupConfig, handlers map[s
 		t.Fatal(err)
 	}
 	bus := events.NewBus(rdb, events.Config{Channel: redistest.Prefix() + "events"})
-	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, nil), AsyncLinger: cfg.linger})
+	store := sqlstore.New(db, sqlstore.Config{Announcer: job.NewAnnouncer(bus, nil), AsyncLinger: cfg.linger, AsyncLingerIdle: cfg.linger})
 	busCtx, stopBus := context.WithCancel(context.Background())
 	busDone := make(chan struct{})
 	go func() { bus.Run(busCtx); close(busDone) }()

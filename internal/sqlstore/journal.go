@@ -16,9 +16,9 @@ import (
 // in one transaction (on SQLite with one multi-row statement per kind of
 // write, journal_sqlite.go; on PostgreSQL with one statement per set of
 // jobs whose writes are of the same kinds, journal_postgres.go). A group
-// led by a queued write (one nobody waits for) first lingers
-// (Config.AsyncLinger) for others to join it. Under
-// load a worker running dozens of jobs at once pays for a few commits
+// led by a queued write (one nobody waits for) first lingers for others
+// to join it, as long as they keep coming (Config.AsyncLingerIdle) and
+// for Config.AsyncLinger at most. Under load a worker running dozens of jobs at once pays for a few commits
 // instead of one per write; a lone write is committed at once, as a group
 // of one. One group is committed at a time: SQLite has one writer anyway,
 // and on PostgreSQL, letting a few groups commit at once made the groups

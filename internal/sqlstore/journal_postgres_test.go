@@ -380,7 +380,7 @@ func TestChainSetPlan(t *testing.T) {
 // fillfactor 80, 51 of 64 rows moved; with 004_jobs_fillfactor's 50, 12.
 func TestWorkerGroupUpdatesStayOnTheirPages(t *testing.T) {
 	db := databasetest.New(t, database.Postgres)
-	s := New(db, Config{AsyncLinger: 200 * time.Millisecond})
+	s := New(db, Config{AsyncLinger: 200 * time.Millisecond, AsyncLingerIdle: 200 * time.Millisecond})
 	ctx := context.Background()
 	const n = 64
 	ids := make([]string, n)

@@ -455,7 +455,7 @@ func TestJobs(t *testing.T) {
 		})
 
 		t.Run("a start, a progress and a success all queued linger into one commit", func(t *testing.T) {
-			ls := sqlstore.New(db, sqlstore.Config{AsyncLinger: 200 * time.Millisecond})
+			ls := sqlstore.New(db, sqlstore.Config{AsyncLinger: 200 * time.Millisecond, AsyncLingerIdle: 200 * time.Millisecond})
 			j := mustCreate(t, ls, newJob("lingered"))
 			before := ls.JobWriteStats()
 			start := ls.StartAttemptAsync(ctx, j.ID)
