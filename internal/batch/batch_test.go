@@ -185,16 +185,7 @@ func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
 // A group led by a Go call lingers: the calls queued meanwhile, with Go or
 // Do, join it. A group led by Do does not wait.
 func TestLingerGathersQueuedCalls(t *testing.T) {
-	var mu sync.Mutex
-	var sizes []int
-	g := batch.New(func(_ context.Context, items []*call) {
-		mu.Lock()
-		defer mu.Unlock()
-		sizes = append(sizes, len(items))
-		for _, c := range items {
-			c.done = true
-		}
-	}, batch.Config{Linger: time.Second})
+	g, groups := recordingGroup(batch.Config{Linger: time.Second})
 
 	calls := []*call{{n: 0}, {n: 1}, {n: 2}}
 	var waits []func()
@@ -210,10 +201,7 @@ func TestLingerGathersQueuedCalls(t *testing.T) {
 			t.Fatalf("call %d did not run", c.n)
 		}
 	}
-	mu.Lock()
-	got := slices.Clone(sizes)
-	mu.Unlock()
-	if !slices.Equal(got, []int{3}) {
+	if got := groups(); !slices.Equal(got, []int{3}) {
 		t.Fatalf("group sizes %v, want [3]: the Go-led group should have gathered every call", got)
 	}
 
@@ -229,23 +217,7 @@ func TestLingerGathersQueuedCalls(t *testing.T) {
 // it: it runs once a step of LingerIdle brings none, or once a call that
 // waits (Do) has joined, and after Linger at the latest.
 func TestLingerEndsWhenCallsStopJoining(t *testing.T) {
-	var mu sync.Mutex
-	var sizes []int
-	g := batch.New(func(_ context.Context, items []*call) {
-		mu.Lock()
-		defer mu.Unlock()
-		sizes = append(sizes, len(items))
-		for _, c := range items {
-			c.done = true
-		}
-	}, batch.Config{Linger: 2 * time.Second, LingerIdle: 100 * time.Millisecond})
-	groups := func() []int {
-		mu.Lock()
-		defer mu.Unlock()
-		s := sizes
-		sizes = nil
-		return s
-	}
+	g, groups := recordingGroup(batch.Config{Linger: 2 * time.Second, LingerIdle: 100 * time.Millisecond})
 	ctx := context.Background()
 
 	t.Run("a lone queued call waits one idle step", func(t *testing.T) {
@@ -286,4 +258,26 @@ func TestLingerEndsWhenCallsStopJoining(t *testing.T) {
 			t.Fatalf("groups %v after %v, want one group of 2 run within an idle step of the Do", sizes, d)
 		}
 	})
+}
+
+// recordingGroup returns a group that marks its calls done, and groups,
+// which returns the sizes of the groups run since its last call.
+func recordingGroup(cfg batch.Config) (*batch.Group[*call], func() []int) {
+	var mu sync.Mutex
+	var sizes []int
+	g := batch.New(func(_ context.Context, items []*call) {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(items))
+		for _, c := range items {
+			c.done = true
+		}
+	}, cfg)
+	return g, func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		s := sizes
+		sizes = nil
+		return s
+	}
 }

@@ -15,9 +15,11 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
+// w and create are writes of the given job for the chain tests.
+func w(id string, k *transitionKind) *jobWrite { return &jobWrite{id: id, kind: k} }
+func create(id string) *jobWrite               { return &jobWrite{create: &tokenlysis.Job{ID: id}} }
+
 func TestChains(t *testing.T) {
-	w := func(id string, k *transitionKind) *jobWrite { return &jobWrite{id: id, kind: k} }
-	create := func(id string) *jobWrite { return &jobWrite{create: &tokenlysis.Job{ID: id}} }
 	// show writes each chain as "job:kind+kind".
 	show := func(cs []chain) string {
 		var out []string
@@ -230,8 +232,6 @@ func TestGroupRequeueConflict(t *testing.T) {
 }
 
 func TestChainSets(t *testing.T) {
-	w := func(id string, k *transitionKind) *jobWrite { return &jobWrite{id: id, kind: k} }
-	create := func(id string) *jobWrite { return &jobWrite{create: &tokenlysis.Job{ID: id}} }
 	// show writes each statement as "job,job:kind+kind".
 	show := func(bs []chainSet) string {
 		var out []string
