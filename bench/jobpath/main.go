@@ -536,12 +536,10 @@ const (
 	opCreateJob   = "full: store.CreateJob"
 	opEnqueue     = "full: asynq enqueue"
 	opAttempt     = "full: Runner attempt"
-	opStart       = "full: store.StartAttemptAsync"
-	opProgress    = "full: store.ProgressAsync"
 	opSucceed     = "full: store.SucceedAsync"
 )
 
-var opOrder = []string{opBareEnqueue, opSubmit, opCreateJob, opEnqueue, opAttempt, opStart, opProgress, opSucceed}
+var opOrder = []string{opBareEnqueue, opSubmit, opCreateJob, opEnqueue, opAttempt, opSucceed}
 
 // opTimes collects the durations of operations.
 type opTimes struct {
@@ -602,26 +600,15 @@ func (s *timedStore) CreateJob(ctx context.Context, j tokenlysis.Job) (tokenlysi
 	return s.Store.CreateJob(ctx, j)
 }
 
-// StartAttemptAsync, ProgressAsync and SucceedAsync are timed from the
-// call to the outcome (the write committed).
-func (s *timedStore) StartAttemptAsync(ctx context.Context, id string) func() (tokenlysis.JobEvent, error) {
-	return timedWait(s.ops, opStart, s.Store.StartAttemptAsync(ctx, id))
-}
-
-func (s *timedStore) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) func() (tokenlysis.JobEvent, error) {
-	return timedWait(s.ops, opProgress, s.Store.ProgressAsync(ctx, id, ev))
-}
-
-func timedWait(ops *opTimes, op string, wait func() (tokenlysis.JobEvent, error)) func() (tokenlysis.JobEvent, error) {
+// SucceedAsync is timed from the call to the commit of the success
+// (which usually carries the attempt's start and report too), as the
+// Runner hears of it.
+func (s *timedStore) SucceedAsync(ctx context.Context, id string, result json.RawMessage, then func(applied bool)) func() (tokenlysis.JobEvent, error) {
 	start := time.Now()
-	return func() (tokenlysis.JobEvent, error) {
-		defer ops.observe(op, start)
-		return wait()
-	}
-}
-
-func (s *timedStore) SucceedAsync(ctx context.Context, id string, result json.RawMessage) func() (tokenlysis.JobEvent, error) {
-	return timedWait(s.ops, opSucceed, s.Store.SucceedAsync(ctx, id, result))
+	return s.Store.SucceedAsync(ctx, id, result, func(applied bool) {
+		s.ops.observe(opSucceed, start)
+		then(applied)
+	})
 }
 
 // timedQueue times asynq enqueues.

@@ -32,6 +32,7 @@ type entry[T any] struct {
 	item  T
 	wake  chan bool     // Do: true, lead group; false, done
 	done  chan struct{} // Go: closed when its group has run
+	then  func()        // GoThen: called once its group has run
 	ctx   context.Context
 	group []*entry[T] // the group to run, when handed the lead
 }
@@ -80,7 +81,17 @@ func (g *Group[T]) Do(ctx context.Context, item T) {
 // With Concurrent 1, the items one goroutine queues (with Go or Do) run in
 // the order it queued them, so a later Do sees what an earlier Go did.
 func (g *Group[T]) Go(ctx context.Context, item T) (wait func()) {
-	e := &entry[T]{item: item, done: make(chan struct{}), ctx: context.WithoutCancel(ctx)}
+	return g.GoThen(ctx, item, nil)
+}
+
+// GoThen is Go, and then (when not nil) is called once item's group has
+// run, after every caller of the group has been told (wait returns at
+// once there). It runs in the goroutine that ran the group, before the
+// next group starts, in the order the calls were queued: it must be quick
+// and must not block. Where a caller would only start a goroutine to wait
+// for its call and note how it ended, then does it without the goroutine.
+func (g *Group[T]) GoThen(ctx context.Context, item T, then func()) (wait func()) {
+	e := &entry[T]{item: item, done: make(chan struct{}), then: then, ctx: context.WithoutCancel(ctx)}
 	if g.enqueue(e) {
 		go g.lead(e.ctx, e)
 	}
@@ -122,6 +133,11 @@ func (g *Group[T]) lead(ctx context.Context, e *entry[T]) {
 			close(o.done)
 		case o != e:
 			o.wake <- false
+		}
+	}
+	for _, o := range group {
+		if o.then != nil {
+			o.then()
 		}
 	}
 

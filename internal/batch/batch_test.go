@@ -182,6 +182,56 @@ func TestGoQueuesWithoutWaitingAndKeepsOrder(t *testing.T) {
 	}
 }
 
+// GoThen's then runs once its group has run, in the goroutine that ran
+// the group, after every caller of the group has been told: there, wait
+// returns at once, and the thens of one group run in the order queued.
+func TestGoThenRunsAfterItsGroup(t *testing.T) {
+	var ranGroups atomic.Int32
+	g := batch.New(func(_ context.Context, items []int) {
+		time.Sleep(time.Millisecond)
+		ranGroups.Add(1)
+	}, batch.Config{Linger: 20 * time.Millisecond})
+	ctx := context.Background()
+
+	var mu sync.Mutex
+	var order []int
+	thens := make(chan struct{}, 3)
+	waits := make([]func(), 3)
+	for i := range 3 {
+		waits[i] = g.GoThen(ctx, i, func() {
+			if ranGroups.Load() == 0 {
+				t.Errorf("then %d ran before its group", i)
+			}
+			returned := make(chan struct{})
+			go func() { waits[i](); close(returned) }()
+			select {
+			case <-returned:
+			case <-time.After(5 * time.Second):
+				t.Errorf("wait %d blocks inside its then: the then ran before its caller was told", i)
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			thens <- struct{}{}
+		})
+	}
+	for range 3 {
+		select {
+		case <-thens:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a then never ran")
+		}
+	}
+	if !slices.Equal(order, []int{0, 1, 2}) {
+		t.Fatalf("thens ran in order %v, want [0 1 2]", order)
+	}
+	if n := ranGroups.Load(); n != 1 {
+		t.Fatalf("%d groups ran, want 1 (the three calls linger into one)", n)
+	}
+	// A nil then is a plain Go.
+	g.GoThen(ctx, 9, nil)()
+}
+
 // A group led by a Go call lingers: the calls queued meanwhile, with Go or
 // Do, join it. A group led by Do does not wait.
 func TestLingerGathersQueuedCalls(t *testing.T) {

@@ -20,13 +20,15 @@ type RunStore interface {
 	StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error))
 	ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobEvent) (wait func() (tokenlysis.JobEvent, error))
 	Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
-	SucceedAsync(ctx context.Context, id string, result json.RawMessage) (wait func() (tokenlysis.JobEvent, error))
+	SucceedAsync(ctx context.Context, id string, result json.RawMessage, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error))
 	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 	FindJob(ctx context.Context, id string) (tokenlysis.Job, error)
 }
 
 // Observer is told how each attempt ended, for metrics and error tracking.
-// Outcome is one of "succeeded", "retrying", "failed", "canceled".
+// Outcome is one of "succeeded", "retrying", "failed", "canceled". A
+// success is usually told by the goroutine that committed it, before the
+// next commit: AttemptDone must not block.
 type Observer interface {
 	AttemptDone(jobType, outcome string, err error)
 }
@@ -194,11 +196,30 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 
 		err := safeRun(context.WithValue(ctx, runKey{}, rn), next, t)
 		if err == nil {
-			// Queued after the reports, committed in the background.
+			// Queued after the reports, committed in the background. A
+			// success that applied needs nothing more: its start and
+			// reports were committed before it or with it. One that did
+			// not is looked into by a goroutine of its own, off the
+			// committing one.
+			jobType := t.Type()
+			r.ending.Add(1)
 			rn.mu.Lock()
-			succeeded := rn.queue(r.store.SucceedAsync(bg, id, rn.result))
+			var succeeded func() error
+			succeeded = rn.queue(r.store.SucceedAsync(bg, id, rn.result, func(applied bool) {
+				if applied {
+					r.observe(jobType, "succeeded", nil)
+					r.ending.Done()
+					return
+				}
+				go func() {
+					defer r.ending.Done()
+					rn.mu.Lock()
+					succeeded := succeeded
+					rn.mu.Unlock()
+					r.recordSuccess(jobType, log, rn, started, succeeded)
+				}()
+			}))
 			rn.mu.Unlock()
-			r.ending.Go(func() { r.recordSuccess(t.Type(), log, rn, started, succeeded) })
 			return nil
 		}
 
@@ -238,10 +259,11 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 	})
 }
 
-// recordSuccess waits for the writes of a successful attempt and observes
-// how it ended. A start or a success that could not be written (database
-// unreachable) leaves the job unfinished without a task: the Reconciler
-// re-enqueues it once it has been unchanged for its grace period.
+// recordSuccess waits for the writes of a successful attempt whose
+// success did not apply and observes how it ended. A start or a success
+// that could not be written (database unreachable) leaves the job
+// unfinished without a task: the Reconciler re-enqueues it once it has
+// been unchanged for its grace period.
 func (r *Runner) recordSuccess(jobType string, log *slog.Logger, rn *run, started, succeeded func() error) {
 	rn.settle(-1)
 	err := started()

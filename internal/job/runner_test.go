@@ -449,6 +449,46 @@ func TestRunnerRecordsSuccessAfterTheTaskIsDone(t *testing.T) {
 	}
 }
 
+// A success the store refuses (the job was canceled while the handler
+// went on) is looked into off the committing
+// goroutine: the attempt is observed as canceled, the cancel stands, and
+// Wait waits for it too.
+func TestRunnerObservesARefusedSuccessAsCanceled(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			obs := &outcomes{}
+			release := make(chan struct{})
+			tb := setupWith(t, d, setupConfig{observer: obs}, map[string]asynq.HandlerFunc{
+				"t:deaf": func(context.Context, *asynq.Task) error {
+					<-release
+					return nil
+				},
+			})
+			j := tb.submit(t, "t:deaf")
+			tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+			// Canceled in SQL only, so that asynq does not retry the task
+			// (Service.Cancel would also cancel its context).
+			if _, err := tb.store.Cancel(context.Background(), j.ID); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			tb.waitTaskGone(t, j.ID)
+			tb.srv.Shutdown()
+			tb.runner.Wait()
+			if o := obs.list(); !slices.Equal(o, []string{"t:deaf canceled"}) {
+				t.Fatalf("observed %v, want the attempt canceled", o)
+			}
+			got, err := tb.store.FindJob(context.Background(), j.ID)
+			if err != nil || got.Status != tokenlysis.JobCanceled {
+				t.Fatalf("job = %+v, %v; want it canceled", got, err)
+			}
+			if k := tb.kinds(t, j.ID); k != "queued,started,canceled" {
+				t.Fatalf("events = %s", k)
+			}
+		})
+	}
+}
+
 // movingStore is the real store, whose stale jobs move on (here: are
 // canceled) right after StaleJobs has read them, as a job does that runs
 // and ends between the reconciler's scan and its look at asynq.

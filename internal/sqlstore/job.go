@@ -363,7 +363,7 @@ func (s *Store) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobE
 	if ev.Kind == "" {
 		ev.Kind = tokenlysis.EventProgress
 	}
-	return s.transitionAsync(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false)
+	return s.transitionAsync(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false, nil)
 }
 
 func startedEvent() tokenlysis.JobEvent {
@@ -374,15 +374,20 @@ func startedEvent() tokenlysis.JobEvent {
 // ProgressAsync is Progress: a job's start, its reports and its end,
 // queued one after the other, go in one commit.
 func (s *Store) StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error)) {
-	return s.transitionAsync(ctx, kindStart, id, nil, startedEvent(), true)
+	return s.transitionAsync(ctx, kindStart, id, nil, startedEvent(), true, nil)
 }
 
 // transitionAsync queues a transition and returns at once; wait returns
-// what transition would have.
-func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool) (wait func() (tokenlysis.JobEvent, error)) {
+// what transition would have. then, when not nil, is told once the write
+// has been committed or refused whether it applied (see SucceedAsync).
+func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error)) {
 	w := &jobWrite{id: id, kind: k, args: args, ev: ev, durable: durable}
 	s.writes.Add(1)
-	done := s.journal.Go(ctx, w)
+	var told func()
+	if then != nil {
+		told = func() { then(w.err == nil && w.applied) }
+	}
+	done := s.journal.GoThen(ctx, w, told)
 	return func() (tokenlysis.JobEvent, error) {
 		done()
 		return s.outcome(context.WithoutCancel(ctx), w)
@@ -406,9 +411,13 @@ func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) 
 // SucceedAsync is Succeed without waiting for the commit, as ProgressAsync
 // is Progress: queued after a job's start and reports, it usually shares
 // their commit. The worker uses it to end an attempt without holding the
-// task's slot for the commit (see job.Runner).
-func (s *Store) SucceedAsync(ctx context.Context, id string, result json.RawMessage) (wait func() (tokenlysis.JobEvent, error)) {
-	return s.transitionAsync(ctx, kindSucceed, id, []any{result}, succeededEvent(result), true)
+// task's slot for the commit (see job.Runner). then (optional) is told,
+// by the goroutine that committed it and before the next commit starts,
+// whether the success applied: when it did, wait returns at once without
+// error; when it did not, only wait says why (it may ask the database),
+// and then must not call it. then must not block.
+func (s *Store) SucceedAsync(ctx context.Context, id string, result json.RawMessage, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error)) {
+	return s.transitionAsync(ctx, kindSucceed, id, []any{result}, succeededEvent(result), true, then)
 }
 
 func succeededEvent(result json.RawMessage) tokenlysis.JobEvent {

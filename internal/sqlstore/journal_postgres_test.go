@@ -411,7 +411,7 @@ func TestWorkerGroupUpdatesStayOnTheirPages(t *testing.T) {
 	for _, id := range ids {
 		waits = append(waits, s.StartAttemptAsync(ctx, id),
 			s.ProgressAsync(ctx, id, tokenlysis.JobEvent{Percent: 100, Message: "step 1 of 1", Data: json.RawMessage(`{"step":1}`)}),
-			s.SucceedAsync(ctx, id, json.RawMessage(`{"steps":1}`)))
+			s.SucceedAsync(ctx, id, json.RawMessage(`{"steps":1}`), nil))
 	}
 	for _, wait := range waits {
 		if _, err := wait(); err != nil {

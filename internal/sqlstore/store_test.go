@@ -460,9 +460,13 @@ func TestJobs(t *testing.T) {
 			before := ls.JobWriteStats()
 			start := ls.StartAttemptAsync(ctx, j.ID)
 			progress := ls.ProgressAsync(ctx, j.ID, tokenlysis.JobEvent{Percent: 100, Message: "step 1 of 1"})
-			done := ls.SucceedAsync(ctx, j.ID, json.RawMessage(`{"steps":1}`))
+			applied := make(chan bool, 2)
+			done := ls.SucceedAsync(ctx, j.ID, json.RawMessage(`{"steps":1}`), func(ok bool) { applied <- ok })
 			if ev, err := done(); err != nil || ev.Seq != 4 || ev.Kind != tokenlysis.EventSucceeded || ev.CreatedAt.IsZero() {
 				t.Fatalf("queued success = %+v, %v; want seq 4", ev, err)
+			}
+			if ok := <-applied; !ok {
+				t.Fatal("the success's then was told it did not apply")
 			}
 			if ev, err := start(); err != nil || ev.Seq != 2 {
 				t.Fatalf("queued start = %+v, %v; want seq 2", ev, err)
@@ -479,8 +483,11 @@ func TestJobs(t *testing.T) {
 				t.Fatalf("job = %+v, %v", got, err)
 			}
 			// A queued success of a job that is not running is refused.
-			if _, err := ls.SucceedAsync(ctx, j.ID, nil)(); code(err) != tokenlysis.ECONFLICT {
+			if _, err := ls.SucceedAsync(ctx, j.ID, nil, func(ok bool) { applied <- ok })(); code(err) != tokenlysis.ECONFLICT {
 				t.Fatalf("second success = %v, want conflict", err)
+			}
+			if ok := <-applied; ok {
+				t.Fatal("the refused success's then was told it applied")
 			}
 			// A write whose caller waits does not linger.
 			slow := sqlstore.New(db, sqlstore.Config{AsyncLinger: 5 * time.Second})
