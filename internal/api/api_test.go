@@ -185,8 +185,13 @@ func TestGuardedRoutesRefuseMissingAndBadTokens(t *testing.T) {
 			if res.status != http.StatusUnauthorized {
 				t.Errorf("%s %s with %s token: status %d, want 401", method, path, name, res.status)
 			}
-			if !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Bearer") {
-				t.Errorf("%s %s with %s token: WWW-Authenticate = %q", method, path, name, res.header.Get("WWW-Authenticate"))
+			// RFC 6750 §3.1: no error code when no token came at all.
+			want := `Bearer realm="tokenlysis", error="invalid_token"`
+			if tok == "" {
+				want = `Bearer realm="tokenlysis"`
+			}
+			if got := res.header.Get("WWW-Authenticate"); got != want {
+				t.Errorf("%s %s with %s token: WWW-Authenticate = %q, want %q", method, path, name, got, want)
 			}
 			if ct := res.header.Get("Content-Type"); ct != "application/problem+json" {
 				t.Errorf("%s %s: Content-Type %q, want problem+json", method, path, ct)

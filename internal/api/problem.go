@@ -74,7 +74,9 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		s.log.Warn("http: dependency unavailable", "method", c.Request.Method, "path", c.FullPath(), "err", err)
 		c.Header("Retry-After", "5")
 	case tokenlysis.EUNAUTHORIZED:
-		c.Header("WWW-Authenticate", `Bearer realm="tokenlysis", error="invalid_token"`)
+		if c.Writer.Header().Get("WWW-Authenticate") == "" {
+			c.Header("WWW-Authenticate", `Bearer realm="tokenlysis", error="invalid_token"`)
+		}
 	default:
 		s.log.Debug("http: request refused", "method", c.Request.Method, "path", c.FullPath(), "code", code, "err", err)
 	}

@@ -207,6 +207,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	const prefix = "Bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		// No credentials at all: the challenge carries no error code
+		// (RFC 6750 §3.1); writeError keeps it.
+		c.Header("WWW-Authenticate", `Bearer realm="tokenlysis"`)
 		s.writeError(c, tokenlysis.Errorf(tokenlysis.EUNAUTHORIZED, "A bearer token is required."))
 		return
 	}
