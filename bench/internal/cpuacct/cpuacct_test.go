@@ -81,3 +81,50 @@ func TestProfileWritesAFile(t *testing.T) {
 	}
 	noop()
 }
+
+// TestMeterReadsEachCommandLineOnce: sampling reads the command line of a
+// process only when it first sees it, yet still finds the processes that
+// start after it (here a new PostgreSQL backend).
+func TestMeterReadsEachCommandLineOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bed, err := testbed.New(ctx, testbed.Config{Dialect: database.Postgres, RedisURL: redisURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bed.Close(context.Background())
+
+	reads := map[string]int{}
+	m := newMeter(Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase}, func(dir string) ([]byte, error) {
+		reads[dir]++
+		return os.ReadFile(dir + "/cmdline")
+	})
+	m.scan()
+	m.scan()
+	self := "/proc/" + strconv.Itoa(os.Getpid())
+	if reads[self] != 1 {
+		t.Errorf("this process's command line read %d times in two samples, want 1", reads[self])
+	}
+
+	db, err := bed.OpenDB(ctx) // a backend that did not exist at the first sample
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sum int64
+	if err := db.GetContext(ctx, &sum, `SELECT SUM(x) FROM generate_series(1, 3000000) AS x`); err != nil {
+		t.Fatal(err)
+	}
+	var cpu time.Duration
+	for _, s := range m.scan() {
+		if s.group == Postgres {
+			cpu += s.cpu
+		}
+	}
+	if cpu <= 0 {
+		t.Errorf("no CPU found for the backend that summed 3M rows after the meter started")
+	}
+	if reads[self] != 1 {
+		t.Errorf("this process's command line read %d times in three samples, want 1", reads[self])
+	}
+}
