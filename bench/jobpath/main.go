@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,18 +104,23 @@ type rate struct {
 
 // result is the outcome of one engine.
 type result struct {
-	Engine    database.Dialect
-	Bare      rate // median round
-	Full      rate // median round
-	Ratio     float64
-	Target    float64
-	Pass      bool
-	Succeeded int   // jobs succeeded in SQL after every round
-	Events    int   // job events in SQL
-	Published int64 // notifications published on the bus by the full path
-	Messages  int64 // Redis messages that carried them
-	Ops       []opSummary
-	Load      string
+	Engine database.Dialect
+	Bare   rate // median round
+	Full   rate // median round
+	// Ratio is the median over rounds of the full path's rate over the
+	// bare rate of the same round (RoundRatios): a round's two runs follow
+	// each other, so a machine that speeds up or slows down between rounds
+	// moves both.
+	Ratio       float64
+	RoundRatios []float64
+	Target      float64
+	Pass        bool
+	Succeeded   int   // jobs succeeded in SQL after every round
+	Events      int   // job events in SQL
+	Published   int64 // notifications published on the bus by the full path
+	Messages    int64 // Redis messages that carried them
+	Ops         []opSummary
+	Load        string
 	// Job writes and the commits that wrote them (group commit), on the
 	// API side and on the worker side, over every round.
 	APIWrites, WorkerWrites sqlstore.JobWriteStats
@@ -138,6 +144,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		fmt.Fprintf(stdout, "%s: bare %.0f/s (%s), full %.0f/s (%s); load %s\n",
 			d, r.Bare.PerSec, r.Bare.Total.Round(time.Millisecond), r.Full.PerSec, r.Full.Total.Round(time.Millisecond), r.Load)
 		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
+		if len(r.RoundRatios) > 1 {
+			fmt.Fprintf(stdout, "  ratio of each round: %s (median %.2f)\n", formatRatios(r.RoundRatios), r.Ratio)
+		}
 		fmt.Fprintf(stdout, "  job writes: API %d in %d commits, worker %d in %d commits; %d events published in %d Redis messages\n",
 			r.APIWrites.Writes, r.APIWrites.Commits, r.WorkerWrites.Writes, r.WorkerWrites.Commits, r.Published, r.Messages)
 		for _, o := range r.Ops {
@@ -207,6 +216,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	bareClient := &timedQueue{client: asynq.NewClientFromRedisClient(bareRedis), ops: ops, op: opBareEnqueue}
 
 	var bares, fulls []rate
+	var ratios []float64
 	for round := range cfg.rounds {
 		b, err := measure(ctx, cfg, bed, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient), nil)
 		if err != nil {
@@ -226,12 +236,13 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 			return result{}, fmt.Errorf("full round %d: %w", round+1, err)
 		}
 		fulls = append(fulls, f)
+		ratios = append(ratios, f.PerSec/b.PerSec)
 		if err := bed.FlushRedis(ctx); err != nil {
 			return result{}, err
 		}
 	}
-	r := result{Engine: d, Bare: median(bares), Full: median(fulls), Target: targets[d], Load: testbed.Load()}
-	r.Ratio = r.Full.PerSec / r.Bare.PerSec
+	r := result{Engine: d, Bare: median(bares), Full: median(fulls), Target: targets[d], Load: testbed.Load(), RoundRatios: ratios}
+	r.Ratio = medianOf(ratios)
 	r.Pass = r.Ratio >= r.Target
 	if r.Messages, err = full.flush(ctx); err != nil {
 		return r, err
@@ -247,6 +258,20 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 			r.Succeeded, r.Events, r.Published, want, 4*want, 3*want)
 	}
 	return r, nil
+}
+
+// medianOf returns the median of xs (the mean of the two middle values of
+// an even count), 0 for none.
+func medianOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	xs = slices.Sorted(slices.Values(xs))
+	m := len(xs) / 2
+	if len(xs)%2 == 0 {
+		return (xs[m-1] + xs[m]) / 2
+	}
+	return xs[m]
 }
 
 // median returns the round with the median rate (the lower middle one of
@@ -638,6 +663,14 @@ func newAttemptMetrics() *attemptMetrics {
 
 func (m *attemptMetrics) AttemptDone(jobType, outcome string, _ error) {
 	m.attempts.WithLabelValues(jobType, outcome).Inc()
+}
+
+func formatRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 // cpuLine formats the CPU time per task of a run by group.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,7 @@ func TestRunSmall(t *testing.T) {
 			defer cancel()
 			var out bytes.Buffer
 			const n = 40
-			rs, err := run(ctx, []string{"-engines", tt.engines, "-mode", tt.mode, "-n", "40",
+			rs, err := run(ctx, []string{"-engines", tt.engines, "-mode", tt.mode, "-n", "40", "-rounds", "2",
 				"-concurrency", "5", "-producers", "4", "-redis", redisURL, "-timeout", "1m"}, &out)
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
@@ -41,8 +43,11 @@ func TestRunSmall(t *testing.T) {
 				if r.Bare.PerSec <= 0 || r.Full.PerSec <= 0 || r.Ratio <= 0 {
 					t.Errorf("%s: rates bare %v full %v ratio %v, want > 0", r.Engine, r.Bare.PerSec, r.Full.PerSec, r.Ratio)
 				}
-				if r.Succeeded != n || r.Events != 4*n || r.Published != 3*n {
-					t.Errorf("%s: succeeded %d events %d published %d, want %d, %d, %d", r.Engine, r.Succeeded, r.Events, r.Published, n, 4*n, 3*n)
+				if r.Succeeded != 2*n || r.Events != 2*4*n || r.Published != 2*3*n {
+					t.Errorf("%s: succeeded %d events %d published %d over two rounds, want %d, %d, %d", r.Engine, r.Succeeded, r.Events, r.Published, 2*n, 2*4*n, 2*3*n)
+				}
+				if len(r.RoundRatios) != 2 || r.Ratio != (r.RoundRatios[0]+r.RoundRatios[1])/2 {
+					t.Errorf("%s: ratio %v, want the median of the rounds' ratios %v", r.Engine, r.Ratio, r.RoundRatios)
 				}
 				if r.Target <= 0 || r.Pass != (r.Ratio >= r.Target) {
 					t.Errorf("%s: target %v pass %v for ratio %v", r.Engine, r.Target, r.Pass, r.Ratio)
@@ -74,5 +79,25 @@ func TestParseFlagsRefuses(t *testing.T) {
 				t.Errorf("parseFlags(%q) = nil error", tt.args)
 			}
 		})
+	}
+}
+
+func TestMedianOf(t *testing.T) {
+	for _, tt := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{0.7}, 0.7},
+		{[]float64{0.9, 0.7, 0.8}, 0.8},
+		{[]float64{0.9, 0.6, 0.7, 0.8}, 0.75},
+	} {
+		in := append([]float64(nil), tt.xs...)
+		if got := medianOf(tt.xs); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("medianOf(%v) = %v, want %v", tt.xs, got, tt.want)
+		}
+		if !slices.Equal(in, tt.xs) {
+			t.Errorf("medianOf reordered its argument: %v, was %v", tt.xs, in)
+		}
 	}
 }
