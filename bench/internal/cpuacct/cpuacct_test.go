@@ -14,16 +14,24 @@ import (
 // redisURL is the Redis database this test owns (it is flushed).
 const redisURL = "redis://127.0.0.1:6379/11"
 
-// TestMeter burns CPU in this process, in Redis and in a PostgreSQL
-// backend of the bed's database, and expects each group to show some.
-func TestMeter(t *testing.T) {
+// newBed returns a PostgreSQL test bed, closed at the end of the test, and
+// a context that ends a minute from now.
+func newBed(t *testing.T) (context.Context, *testbed.Bed) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	bed, err := testbed.New(ctx, testbed.Config{Dialect: database.Postgres, RedisURL: redisURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bed.Close(context.Background())
+	t.Cleanup(func() { bed.Close(context.Background()) })
+	return ctx, bed
+}
+
+// TestMeter burns CPU in this process, in Redis and in a PostgreSQL
+// backend of the bed's database, and expects each group to show some.
+func TestMeter(t *testing.T) {
+	ctx, bed := newBed(t)
 	db, err := bed.OpenDB(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -86,13 +94,7 @@ func TestProfileWritesAFile(t *testing.T) {
 // process only when it first sees it, yet still finds the processes that
 // start after it (here a new PostgreSQL backend).
 func TestMeterReadsEachCommandLineOnce(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	bed, err := testbed.New(ctx, testbed.Config{Dialect: database.Postgres, RedisURL: redisURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bed.Close(context.Background())
+	ctx, bed := newBed(t)
 
 	reads := map[string]int{}
 	m := newMeter(Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase}, func(dir string) ([]byte, error) {
