@@ -157,7 +157,8 @@ func newHandlers(cfg config.Config, store *sqlstore.Store, rdb redis.UniversalCl
 	var h tasks.Handlers
 	cg, err := coingecko.New(coingecko.Config{
 		BaseURL: cfg.CoinGeckoURL, Plan: coingecko.Plan(cfg.CoinGeckoPlan), APIKey: cfg.CoinGeckoKey,
-		RatePerMinute: cfg.CoinGeckoRate, MonthlyBudget: cfg.CoinGeckoBudget, MaxRetries: httpRetries(cfg.MarketRetries), Logger: log,
+		RatePerMinute: cfg.CoinGeckoRate, Rate: coingecko.NewRedisRate(rdb, cfg.RedisPrefix),
+		MonthlyBudget: cfg.CoinGeckoBudget, MaxRetries: httpRetries(cfg.MarketRetries), Logger: log,
 	}, coingecko.NewRedisBudget(rdb, cfg.RedisPrefix))
 	if err != nil {
 		return h, fmt.Errorf("CoinGecko client: %w", err)

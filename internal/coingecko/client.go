@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/tokenlysis/tokenlysis/internal/httpretry"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
@@ -59,9 +57,13 @@ type Config struct {
 	Plan Plan
 	// APIKey is required for demo and pro, refused for public.
 	APIKey string
-	// RatePerMinute limits the calls of this Client (one process).
-	// Default by plan: public 10, demo 30, pro 500.
+	// RatePerMinute limits the calls of every Client sharing Rate, or of
+	// this Client alone when Rate is nil. Default by plan: public 10, demo
+	// 30, pro 500.
 	RatePerMinute int
+	// Rate, normally NewRedisRate, shares RatePerMinute among the Clients
+	// of every process on it. Nil: this Client keeps to it on its own.
+	Rate RateStore
 	// MonthlyBudget caps the calls per calendar month (UTC), shared by every
 	// Client on the same Budget store. Zero means the plan's default
 	// (public and demo 10,000, pro 500,000); Unlimited disables the cap.
@@ -88,7 +90,7 @@ type Client struct {
 	baseURL string
 	header  http.Header
 	budget  Budget
-	limiter *rate.Limiter
+	wait    func(ctx context.Context) error // the rate limit
 	http    *httpretry.Client
 }
 
@@ -128,7 +130,11 @@ func New(cfg Config, budget Budget) (*Client, error) {
 		baseURL: cfg.BaseURL,
 		header:  http.Header{"User-Agent": {"tokenlysis (+https://github.com/tokenlysis/tokenlysis)"}},
 		budget:  budget,
-		limiter: rate.NewLimiter(rate.Limit(float64(cfg.RatePerMinute)/60), 1),
+	}
+	if cfg.Rate != nil {
+		c.wait = func(ctx context.Context) error { return cfg.Rate.Wait(ctx, cfg.RatePerMinute) }
+	} else {
+		c.wait = newProcessRate(cfg.RatePerMinute).Wait
 	}
 	if def.header != "" {
 		c.header.Set(def.header, cfg.APIKey)
@@ -170,13 +176,8 @@ func (c *Client) beforeAttempt(ctx context.Context) error {
 			return newExhaustedError(month, used, limit)
 		}
 	}
-	if err := c.limiter.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("coingecko: waiting for the rate limiter: %w", ctx.Err())
-		}
-		// The limiter refuses at once when the wait would outlast ctx's
-		// deadline; report it as the deadline it is.
-		return fmt.Errorf("coingecko: waiting for the rate limiter: %w: %w", context.DeadlineExceeded, err)
+	if err := c.wait(ctx); err != nil {
+		return fmt.Errorf("coingecko: waiting for the rate limiter: %w", err)
 	}
 	return nil
 }

@@ -15,10 +15,11 @@
 //
 // Two limits protect the plan's quota:
 //
-//   - a per-process rate limiter (golang.org/x/time/rate, burst 1) of
-//     RatePerMinute calls: public 10, demo 30, pro 500 by default. Each
-//     process has its own: with several workers, divide the plan's rate
-//     among them;
+//   - a rate limiter (burst 1) of RatePerMinute calls: public 10, demo 30,
+//     pro 500 by default. With Config.Rate, normally NewRedisRate (a GCRA
+//     limiter in Redis, go-redis/redis_rate), the rate is shared by every
+//     Client on it, in every worker process; without, each Client keeps
+//     to it alone (golang.org/x/time/rate);
 //   - a monthly call budget (calendar month, UTC) shared by every process
 //     through a Budget store, normally NewRedisBudget: public and demo
 //     10,000 calls, pro 500,000 by default. Each attempt actually sent —
