@@ -204,8 +204,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			jobType := t.Type()
 			r.ending.Add(1)
 			rn.mu.Lock()
-			var succeeded func() error
-			succeeded = rn.queue(r.store.SucceedAsync(bg, id, rn.result, func(applied bool) {
+			rn.queue(r.store.SucceedAsync(bg, id, rn.result, func(applied bool) {
 				if applied {
 					r.observe(jobType, "succeeded", nil)
 					r.ending.Done()
@@ -213,10 +212,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 				}
 				go func() {
 					defer r.ending.Done()
-					rn.mu.Lock()
-					succeeded := succeeded
-					rn.mu.Unlock()
-					r.recordSuccess(jobType, log, rn, started, succeeded)
+					r.recordSuccess(jobType, log, rn, started)
 				}()
 			}))
 			rn.mu.Unlock()
@@ -264,8 +260,11 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 // that could not be written (database unreachable) leaves the job
 // unfinished without a task: the Reconciler re-enqueues it once it has
 // been unchanged for its grace period.
-func (r *Runner) recordSuccess(jobType string, log *slog.Logger, rn *run, started, succeeded func() error) {
+func (r *Runner) recordSuccess(jobType string, log *slog.Logger, rn *run, started func() error) {
 	rn.settle(-1)
+	rn.mu.Lock()
+	succeeded := rn.writes[len(rn.writes)-1] // the success, queued last
+	rn.mu.Unlock()
 	err := started()
 	if err == nil {
 		err = succeeded()
