@@ -137,12 +137,9 @@ func (m *Meter) scan() map[int]sample {
 		group, seen := m.groups[pid]
 		if !seen {
 			cmd, err := m.readCmdline(dir)
-			if err != nil {
-				continue
-			}
-			if len(cmd) == 0 {
-				// A kernel thread, or a process not yet (or no longer)
-				// showing its command: look again next time.
+			if err != nil || len(cmd) == 0 {
+				// Gone, a kernel thread, or a process not yet showing its
+				// command: look again next time.
 				continue
 			}
 			line := strings.TrimRight(strings.ReplaceAll(string(cmd), "\x00", " "), " ")
