@@ -9,17 +9,21 @@
 // Report and the success, queued one after the other and committed
 // together, the success after the attempt has returned to asynq; the
 // store publishes the events each commit made durable, together, on the
-// bus). A run ends when the last success is committed. The API side and the
-// worker side each have their own database pool and Redis client, as the
-// two processes do. Bare: asynq enqueue of a no-op task with the same
-// payload and options, and an asynq server whose handler does nothing.
-// Both use the same server configuration as cmd/worker (concurrency,
-// queues, 100 ms task check interval) and are timed the same way.
+// bus). A run ends when the last success is committed. Bare: asynq
+// enqueue of a no-op task with the same payload and options, and an asynq
+// server whose handler does nothing. Both use the same server
+// configuration as cmd/worker (concurrency, queues, 100 ms task check
+// interval) and are timed the same way. The producers (and the full
+// path's API side) run in this process; the asynq server (and the full
+// path's worker side) in a process of its own for each run, as cmd/api and
+// cmd/worker do, each with its own database pool and Redis client
+// (-worker inprocess runs it in this process instead).
 //
 // Usage:
 //
 //	go run ./bench/jobpath [-engines sqlite,postgres] [-n 10000] [-concurrency 20]
-//	    [-producers 20] [-mode pipelined|phased] [-rounds 1] [-cpuprofile FILE]
+//	    [-producers 20] [-mode pipelined|phased] [-worker process|inprocess]
+//	    [-rounds 1] [-cpuprofile FILE]
 package main
 
 import (
@@ -57,6 +61,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if spec, ok := os.LookupEnv(serveEnv); ok {
+		if err := serve(ctx, spec, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "jobpath worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if _, err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "jobpath:", err)
 		os.Exit(1)
@@ -82,6 +93,7 @@ type config struct {
 	concurrency int
 	producers   int
 	mode        string
+	worker      string // workerProcess or workerInProcess
 	rounds      int
 	redisURL    string
 	postgresURL string
@@ -113,14 +125,16 @@ type result struct {
 	// moves both.
 	Ratio       float64
 	RoundRatios []float64
-	Target      float64
-	Pass        bool
-	Succeeded   int   // jobs succeeded in SQL after every round
-	Events      int   // job events in SQL
-	Published   int64 // notifications published on the bus by the full path
-	Messages    int64 // Redis messages that carried them
-	Ops         []opSummary
-	Load        string
+	// PerSec of each round's bare and full runs.
+	BareRates, FullRates []float64
+	Target               float64
+	Pass                 bool
+	Succeeded            int   // jobs succeeded in SQL after every round
+	Events               int   // job events in SQL
+	Published            int64 // notifications published on the bus by the full path
+	Messages             int64 // Redis messages that carried them
+	Ops                  []opSummary
+	Load                 string
 	// Job writes and the commits that wrote them (group commit), on the
 	// API side and on the worker side, over every round.
 	APIWrites, WorkerWrites sqlstore.JobWriteStats
@@ -131,8 +145,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "P1 job path: n=%d concurrency=%d producers=%d mode=%s rounds=%d redis=%s\n",
-		cfg.n, cfg.concurrency, cfg.producers, cfg.mode, cfg.rounds, cfg.redisURL)
+	fmt.Fprintf(stdout, "P1 job path: n=%d concurrency=%d producers=%d mode=%s worker=%s rounds=%d redis=%s\n",
+		cfg.n, cfg.concurrency, cfg.producers, cfg.mode, cfg.worker, cfg.rounds, cfg.redisURL)
 	fmt.Fprintf(stdout, "load average before: %s\n", testbed.Load())
 	var results []result
 	for _, d := range cfg.engines {
@@ -146,6 +160,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
 		if len(r.RoundRatios) > 1 {
 			fmt.Fprintf(stdout, "  ratio of each round: %s (median %.2f)\n", formatRatios(r.RoundRatios), r.Ratio)
+			fmt.Fprintf(stdout, "  rate of each round, bare/full per s: %s\n", formatRates(r.BareRates, r.FullRates))
 		}
 		fmt.Fprintf(stdout, "  job writes: API %d in %d commits, worker %d in %d commits; %d events published in %d Redis messages\n",
 			r.APIWrites.Writes, r.APIWrites.Commits, r.WorkerWrites.Writes, r.WorkerWrites.Commits, r.Published, r.Messages)
@@ -171,10 +186,11 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.concurrency, "concurrency", 20, "asynq server concurrency (same for both)")
 	fs.IntVar(&cfg.producers, "producers", 20, "goroutines enqueueing or submitting")
 	fs.StringVar(&cfg.mode, "mode", modePipelined, "pipelined (enqueue while processing) or phased (enqueue all, then process)")
+	fs.StringVar(&cfg.worker, "worker", workerProcess, "where the asynq server runs: process (its own, as cmd/worker) or inprocess (this one)")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "runs of each kind per engine, alternating; the median is reported")
 	fs.StringVar(&cfg.redisURL, "redis", testbed.DefaultRedisURL, "Redis URL with the database index to use (flushed!)")
 	fs.StringVar(&cfg.postgresURL, "postgres", testbed.DefaultPostgresURL, "PostgreSQL admin URL (creates and drops its own database)")
-	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each full-path run to FILE.<engine>")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each full-path run to FILE.<engine> (and of its worker process to FILE.<engine>.worker)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -189,6 +205,8 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-n, -concurrency, -producers and -rounds must be at least 1")
 	case cfg.mode != modePipelined && cfg.mode != modePhased:
 		return cfg, fmt.Errorf("-mode must be %s or %s", modePipelined, modePhased)
+	case cfg.worker != workerProcess && cfg.worker != workerInProcess:
+		return cfg, fmt.Errorf("-worker must be %s or %s", workerProcess, workerInProcess)
 	}
 	return cfg, nil
 }
@@ -202,7 +220,7 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	defer func() { err = errors.Join(err, bed.Close(context.WithoutCancel(ctx))) }()
 
 	ops := &opTimes{}
-	full, err := newFullPath(ctx, bed, cfg.concurrency, ops)
+	full, err := newFullPath(ctx, bed, ops)
 	if err != nil {
 		return result{}, err
 	}
@@ -215,14 +233,23 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	defer bareRedis.Close()
 	bareClient := &timedQueue{client: asynq.NewClientFromRedisClient(bareRedis), ops: ops, op: opBareEnqueue}
 
+	spec := func(kind string) workerSpec {
+		s := workerSpec{Kind: kind, Bed: bed.Share(), N: cfg.n, Concurrency: cfg.concurrency}
+		if kind == kindFull && cfg.cpuprofile != "" {
+			s.CPUProfile = cfg.cpuprofile + "." + string(d)
+		}
+		return s
+	}
 	var bares, fulls []rate
 	var ratios []float64
+	var r result
 	for round := range cfg.rounds {
-		b, err := measure(ctx, cfg, bed, bareServer(bed, cfg.concurrency), bareEnqueue(bareClient), nil)
+		b, _, err := measure(ctx, cfg, bed, spec(kindBare), bareEnqueue(bareClient))
 		if err != nil {
 			return result{}, fmt.Errorf("bare round %d: %w", round+1, err)
 		}
 		bares = append(bares, b)
+		r.BareRates = append(r.BareRates, b.PerSec)
 		if err := bed.FlushRedis(ctx); err != nil {
 			return result{}, err
 		}
@@ -230,25 +257,35 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		if err != nil {
 			return result{}, err
 		}
-		f, err := measure(ctx, cfg, bed, full.server, full.submit, full.runner.Wait)
+		f, rep, err := measure(ctx, cfg, bed, spec(kindFull), full.submit)
 		stopProfile()
 		if err != nil {
 			return result{}, fmt.Errorf("full round %d: %w", round+1, err)
 		}
 		fulls = append(fulls, f)
+		r.FullRates = append(r.FullRates, f.PerSec)
 		ratios = append(ratios, f.PerSec/b.PerSec)
+		for op, ds := range rep.Ops {
+			ops.add(op, ds)
+		}
+		r.WorkerWrites.Writes += rep.Writes.Writes
+		r.WorkerWrites.Commits += rep.Writes.Commits
+		r.Published += rep.Published
+		r.Messages += rep.Messages
 		if err := bed.FlushRedis(ctx); err != nil {
 			return result{}, err
 		}
 	}
-	r := result{Engine: d, Bare: median(bares), Full: median(fulls), Target: targets[d], Load: testbed.Load(), RoundRatios: ratios}
+	r.Engine, r.Bare, r.Full, r.Target, r.Load, r.RoundRatios = d, median(bares), median(fulls), targets[d], testbed.Load(), ratios
 	r.Ratio = medianOf(ratios)
 	r.Pass = r.Ratio >= r.Target
-	if r.Messages, err = full.flush(ctx); err != nil {
+	published, messages, err := full.flush(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Published = full.published.Load()
-	r.APIWrites, r.WorkerWrites = full.apiStore.JobWriteStats(), full.workerStore.JobWriteStats()
+	r.Published += published
+	r.Messages += messages
+	r.APIWrites = full.store.JobWriteStats()
 	r.Ops = ops.summaries()
 	if r.Succeeded, r.Events, err = full.counts(ctx); err != nil {
 		return r, err
@@ -285,35 +322,21 @@ func median(rs []rate) rate {
 // enqueueFunc enqueues (or submits) task number i.
 type enqueueFunc func(ctx context.Context, i int) error
 
-// serverFunc builds an asynq server and the mux it runs, with mw as the
-// outermost middleware.
-type serverFunc func(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux)
-
-// measure times n tasks through the server that mkServer builds, fed by
-// cfg.producers goroutines calling enqueue. The clock stops when the last
-// task's handler has returned and then drain (if any) has returned: the
-// full path's Runner records a success after asynq hears of it, and a job
-// counts once its success is committed.
-func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverFunc, enqueue enqueueFunc, drain func()) (rate, error) {
+// measure times n tasks through the worker side that spec describes, fed
+// by cfg.producers goroutines calling enqueue. The clock stops when the
+// worker side has processed the last task: on the full path, once its
+// success is committed (the Runner records a success after asynq hears of
+// it, and a job counts once its success is committed).
+func measure(ctx context.Context, cfg config, bed *testbed.Bed, spec workerSpec, enqueue enqueueFunc) (rate, workerReport, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
-	var done, failed atomic.Int64
-	finished := make(chan struct{})
-	count := func(next asynq.Handler) asynq.Handler {
-		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			err := next.ProcessTask(ctx, t)
-			if err != nil {
-				failed.Add(1)
-			} else if done.Add(1) == int64(cfg.n) {
-				close(finished)
-			}
-			return err
-		})
-	}
-	srv, mux := mkServer(count)
-	defer srv.Shutdown()
-
 	var r rate
+	w, err := startWorker(ctx, cfg.worker, spec)
+	if err != nil {
+		return r, workerReport{}, err
+	}
+	defer w.close()
+
 	meter := cpuacct.Start(cpuacct.Config{RedisAddr: bed.RedisAddr(), PostgresDatabase: bed.PostgresDatabase})
 	defer func() {
 		if meter != nil {
@@ -323,13 +346,13 @@ func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverF
 	start := time.Now()
 	if cfg.mode == modePhased {
 		if err := produce(ctx, cfg.n, cfg.producers, enqueue); err != nil {
-			return r, err
+			return r, workerReport{}, err
 		}
 		r.Enqueue = time.Since(start)
 	}
 	procStart := time.Now()
-	if err := srv.Start(mux); err != nil {
-		return r, fmt.Errorf("start asynq server: %w", err)
+	if err := w.start(); err != nil {
+		return r, workerReport{}, err
 	}
 	produced := make(chan error, 1)
 	if cfg.mode == modePipelined {
@@ -337,35 +360,40 @@ func measure(ctx context.Context, cfg config, bed *testbed.Bed, mkServer serverF
 	} else {
 		produced <- nil
 	}
+	waited := make(chan error, 1)
+	go func() { waited <- w.wait(ctx) }()
 	select {
-	case <-finished:
+	case err := <-waited:
+		if err != nil {
+			return r, workerReport{}, err
+		}
 	case err := <-produced:
 		if err != nil {
-			return r, err
+			return r, workerReport{}, err // the deferred cancel ends the wait
 		}
-		select {
-		case <-finished:
-		case <-ctx.Done():
-			return r, fmt.Errorf("%d of %d processed (%d failed attempts): %w", done.Load(), cfg.n, failed.Load(), ctx.Err())
+		if err := <-waited; err != nil {
+			return r, workerReport{}, err
 		}
-	case <-ctx.Done():
-		return r, fmt.Errorf("%d of %d processed (%d failed attempts): %w", done.Load(), cfg.n, failed.Load(), ctx.Err())
-	}
-	if drain != nil {
-		drain()
 	}
 	r.Total = time.Since(start)
 	r.Process = time.Since(procStart)
 	r.PerSec = perSec(cfg.n, r.Total)
 	r.CPU, meter = meter.Stop(), nil
+	rep, err := w.report(ctx)
+	if err != nil {
+		return r, rep, err
+	}
+	if rep.CPU > 0 {
+		r.CPU[groupWorker] = rep.CPU
+	}
 	for _, d := range r.CPU {
 		r.CPUPerTask += d / time.Duration(cfg.n)
 	}
-	if n := failed.Load(); n > 0 {
-		return r, fmt.Errorf("%d attempts failed", n)
-	}
-	return r, nil
+	return r, rep, nil
 }
+
+// groupWorker is the CPU time of a worker process, beside cpuacct's groups.
+const groupWorker = "worker"
 
 // produce calls enqueue for 0..n-1 from the given number of goroutines.
 func produce(ctx context.Context, n, producers int, enqueue enqueueFunc) error {
@@ -413,15 +441,6 @@ func newServer(bed *testbed.Bed, concurrency int) *asynq.Server {
 	})
 }
 
-func bareServer(bed *testbed.Bed, concurrency int) serverFunc {
-	return func(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux) {
-		mux := asynq.NewServeMux()
-		mux.Use(mw)
-		mux.HandleFunc(bareType, func(context.Context, *asynq.Task) error { return nil })
-		return newServer(bed, concurrency), mux
-	}
-}
-
 // bareEnqueue enqueues no-op tasks with the options Service.Submit gives a
 // probe (queue, retries, timeout); asynq picks the task ID.
 func bareEnqueue(client job.Queue) enqueueFunc {
@@ -432,26 +451,21 @@ func bareEnqueue(client job.Queue) enqueueFunc {
 	}
 }
 
-// fullPath is the API side (Service) and the worker side (Runner) of the
-// job path, each on its own pool and Redis client.
+// fullPath is the API side (Service) of the job path, on its own pool and
+// Redis client; its worker side is a workerSide of kind full.
 type fullPath struct {
-	bed         *testbed.Bed
-	concurrency int
-	svc         *job.Service
-	runner      *job.Runner
-	apiDB       *database.DB
-	workerDB    *database.DB
-	apiStore    *sqlstore.Store
-	workerStore *sqlstore.Store
-	closers     []func() error
-	published   atomic.Int64
-	buses       []*countingPublisher
-	principal   auth.Principal
-	ops         *opTimes
+	svc       *job.Service
+	db        *database.DB
+	store     *sqlstore.Store
+	bus       *events.Bus
+	published atomic.Int64
+	closers   []func() error
+	principal auth.Principal
+	ops       *opTimes
 }
 
-func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *opTimes) (_ *fullPath, err error) {
-	f := &fullPath{bed: bed, concurrency: concurrency, ops: ops, principal: auth.Principal{Subject: "bench", Roles: []string{authz.RoleUser}}}
+func newFullPath(ctx context.Context, bed *testbed.Bed, ops *opTimes) (_ *fullPath, err error) {
+	f := &fullPath{ops: ops, principal: auth.Principal{Subject: "bench", Roles: []string{authz.RoleUser}}}
 	defer func() {
 		if err != nil {
 			f.close()
@@ -465,37 +479,21 @@ func newFullPath(ctx context.Context, bed *testbed.Bed, concurrency int, ops *op
 	if err != nil {
 		return nil, err
 	}
-
-	// API side.
-	if f.apiDB, err = bed.OpenDB(ctx); err != nil {
+	if f.db, err = bed.OpenDB(ctx); err != nil {
 		return nil, err
 	}
-	f.closers = append(f.closers, f.apiDB.Close)
-	apiRedis, err := bed.Redis(ctx)
+	f.closers = append(f.closers, f.db.Close)
+	rdb, err := bed.Redis(ctx)
 	if err != nil {
 		return nil, err
 	}
-	f.closers = append(f.closers, apiRedis.Close)
-	queue := &timedQueue{client: asynq.NewClientFromRedisClient(apiRedis), ops: ops, op: opEnqueue}
-	inspector := asynq.NewInspectorFromRedisClient(apiRedis)
-	apiBus := &countingPublisher{bus: events.NewBus(apiRedis, events.Config{Channel: bed.Channel}), n: &f.published}
-	f.apiStore = sqlstore.New(f.apiDB, sqlstore.Config{Announcer: job.NewAnnouncer(apiBus, nil)})
-	f.svc = job.NewService(&timedStore{Store: f.apiStore, ops: ops}, queue, inspector, az, registry, job.ServiceConfig{})
-
-	// Worker side.
-	if f.workerDB, err = bed.OpenDB(ctx); err != nil {
-		return nil, err
-	}
-	f.closers = append(f.closers, f.workerDB.Close)
-	workerRedis, err := bed.Redis(ctx)
-	if err != nil {
-		return nil, err
-	}
-	f.closers = append(f.closers, workerRedis.Close)
-	workerBus := &countingPublisher{bus: events.NewBus(workerRedis, events.Config{Channel: bed.Channel}), n: &f.published}
-	f.workerStore = sqlstore.New(f.workerDB, sqlstore.Config{Announcer: job.NewAnnouncer(workerBus, nil)})
-	f.runner = job.NewRunner(&timedStore{Store: f.workerStore, ops: ops}, job.RunnerConfig{Observer: newAttemptMetrics()})
-	f.buses = []*countingPublisher{apiBus, workerBus}
+	f.closers = append(f.closers, rdb.Close)
+	queue := &timedQueue{client: asynq.NewClientFromRedisClient(rdb), ops: ops, op: opEnqueue}
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	f.bus = events.NewBus(rdb, events.Config{Channel: bed.Channel})
+	pub := &countingPublisher{bus: f.bus, n: &f.published}
+	f.store = sqlstore.New(f.db, sqlstore.Config{Announcer: job.NewAnnouncer(pub, nil)})
+	f.svc = job.NewService(&timedStore{Store: f.store, ops: ops}, queue, inspector, az, registry, job.ServiceConfig{})
 	return f, nil
 }
 
@@ -503,13 +501,6 @@ func (f *fullPath) close() {
 	for _, c := range slices.Backward(f.closers) {
 		c()
 	}
-}
-
-func (f *fullPath) server(mw asynq.MiddlewareFunc) (*asynq.Server, *asynq.ServeMux) {
-	mux := asynq.NewServeMux()
-	mux.Use(mw, f.ops.middleware(opAttempt), f.runner.Middleware)
-	mux.Handle(tasks.TypeProbe, tasks.ProbeHandler{}) // the only type the benchmark submits
-	return newServer(f.bed, f.concurrency), mux
 }
 
 func (f *fullPath) submit(ctx context.Context, _ int) error {
@@ -520,10 +511,10 @@ func (f *fullPath) submit(ctx context.Context, _ int) error {
 
 // counts returns the succeeded jobs and the job events recorded in SQL.
 func (f *fullPath) counts(ctx context.Context) (succeeded, evs int, err error) {
-	if err := f.apiDB.GetContext(ctx, &succeeded, `SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'`); err != nil {
+	if err := f.db.GetContext(ctx, &succeeded, `SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'`); err != nil {
 		return 0, 0, err
 	}
-	if err := f.apiDB.GetContext(ctx, &evs, `SELECT COUNT(*) FROM job_events`); err != nil {
+	if err := f.db.GetContext(ctx, &evs, `SELECT COUNT(*) FROM job_events`); err != nil {
 		return 0, 0, err
 	}
 	return succeeded, evs, nil
@@ -542,16 +533,13 @@ func (p *countingPublisher) PublishAsync(ctx context.Context, topic string, payl
 	p.bus.PublishAsync(ctx, topic, payload)
 }
 
-// flush waits until both sides' publications are sent and returns how
-// many Redis messages carried them.
-func (f *fullPath) flush(ctx context.Context) (messages int64, err error) {
-	for _, p := range f.buses {
-		if err := p.bus.Flush(ctx); err != nil {
-			return 0, fmt.Errorf("publish events: %w", err)
-		}
-		messages += p.bus.Stats().Messages
+// flush waits until the API side's publications are sent and returns how
+// many there were and how many Redis messages carried them.
+func (f *fullPath) flush(ctx context.Context) (published, messages int64, err error) {
+	if err := f.bus.Flush(ctx); err != nil {
+		return 0, 0, fmt.Errorf("publish events: %w", err)
 	}
-	return messages, nil
+	return f.published.Load(), f.bus.Stats().Messages, nil
 }
 
 // Operations timed on the way, to show where a job's time goes.
@@ -586,6 +574,27 @@ func (o *opTimes) observe(op string, start time.Time) {
 	}
 	o.d[op] = append(o.d[op], d)
 	o.mu.Unlock()
+}
+
+// add records durations of op observed elsewhere (a worker process).
+func (o *opTimes) add(op string, ds []time.Duration) {
+	o.mu.Lock()
+	if o.d == nil {
+		o.d = map[string][]time.Duration{}
+	}
+	o.d[op] = append(o.d[op], ds...)
+	o.mu.Unlock()
+}
+
+// all returns a copy of every duration recorded, by operation.
+func (o *opTimes) all() map[string][]time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string][]time.Duration, len(o.d))
+	for op, ds := range o.d {
+		out[op] = slices.Clone(ds)
+	}
+	return out
 }
 
 func (o *opTimes) middleware(op string) asynq.MiddlewareFunc {
@@ -673,10 +682,19 @@ func formatRatios(xs []float64) string {
 	return strings.Join(parts, " ")
 }
 
+func formatRates(bare, full []float64) string {
+	parts := make([]string, len(bare))
+	for i := range bare {
+		parts[i] = fmt.Sprintf("%.0f/%.0f", bare[i], full[i])
+	}
+	return strings.Join(parts, " ")
+}
+
 // cpuLine formats the CPU time per task of a run by group.
 func cpuLine(r rate, n int) string {
 	per := func(g string) string { return fmt.Sprintf("%dµs", (r.CPU[g] / time.Duration(n)).Microseconds()) }
-	return fmt.Sprintf("%dµs (self %s, redis %s, postgres %s)", r.CPUPerTask.Microseconds(), per(cpuacct.Self), per(cpuacct.Redis), per(cpuacct.Postgres))
+	return fmt.Sprintf("%dµs (self %s, worker process %s, redis %s, postgres %s)", r.CPUPerTask.Microseconds(),
+		per(cpuacct.Self), per(groupWorker), per(cpuacct.Redis), per(cpuacct.Postgres))
 }
 
 func printTable(w io.Writer, rs []result) {

@@ -3,15 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenlysis/tokenlysis/bench/internal/cpuacct"
 )
 
 // redisURL is the Redis database this smoke test owns (it is flushed).
 const redisURL = "redis://127.0.0.1:6379/13"
+
+// TestMain lets the test binary be a worker process, as the benchmark's
+// own binary is when run sends it the worker side of a run.
+func TestMain(m *testing.M) {
+	if spec, ok := os.LookupEnv(serveEnv); ok {
+		if err := serve(context.Background(), spec, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "jobpath worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestRunSmall runs the benchmark at a tiny size so that it cannot rot:
 // both kinds of run must complete, and the full path must leave every job
@@ -21,9 +38,11 @@ func TestRunSmall(t *testing.T) {
 		name    string
 		engines string
 		mode    string
+		worker  string
 	}{
-		{"pipelined", "sqlite,postgres", modePipelined},
-		{"phased", "sqlite", modePhased},
+		{"pipelined", "sqlite,postgres", modePipelined, workerProcess},
+		{"phased", "sqlite", modePhased, workerProcess},
+		{"in process", "postgres", modePipelined, workerInProcess},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -31,7 +50,7 @@ func TestRunSmall(t *testing.T) {
 			defer cancel()
 			var out bytes.Buffer
 			const n = 40
-			rs, err := run(ctx, []string{"-engines", tt.engines, "-mode", tt.mode, "-n", "40", "-rounds", "2",
+			rs, err := run(ctx, []string{"-engines", tt.engines, "-mode", tt.mode, "-worker", tt.worker, "-n", "40", "-rounds", "2",
 				"-concurrency", "5", "-producers", "4", "-redis", redisURL, "-timeout", "1m"}, &out)
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
@@ -52,6 +71,19 @@ func TestRunSmall(t *testing.T) {
 				if r.Target <= 0 || r.Pass != (r.Ratio >= r.Target) {
 					t.Errorf("%s: target %v pass %v for ratio %v", r.Engine, r.Target, r.Pass, r.Ratio)
 				}
+				// A worker process's CPU time is its own group; in process it
+				// is part of this process's.
+				for _, run := range []rate{r.Bare, r.Full} {
+					if w := run.CPU[groupWorker]; (w > 0) != (tt.worker == workerProcess) || run.CPU[cpuacct.Self] <= 0 {
+						t.Errorf("%s: CPU by group %v with worker %s", r.Engine, run.CPU, tt.worker)
+					}
+				}
+				if r.WorkerWrites.Writes != 2*3*n || r.WorkerWrites.Commits < 1 || r.APIWrites.Writes != 2*n {
+					t.Errorf("%s: job writes API %+v worker %+v, want %d and %d", r.Engine, r.APIWrites, r.WorkerWrites, 2*n, 2*3*n)
+				}
+				if !hasOps(r.Ops, opSubmit, opAttempt, opSucceed) {
+					t.Errorf("%s: operation times %v, want the API side's and the worker side's", r.Engine, r.Ops)
+				}
 				if tt.mode == modePhased && (r.Bare.Enqueue <= 0 || r.Full.Enqueue <= 0) {
 					t.Errorf("%s: phased run without enqueue times: %+v %+v", r.Engine, r.Bare, r.Full)
 				}
@@ -63,6 +95,15 @@ func TestRunSmall(t *testing.T) {
 	}
 }
 
+func hasOps(ops []opSummary, names ...string) bool {
+	for _, name := range names {
+		if !slices.ContainsFunc(ops, func(o opSummary) bool { return o.Name == name && o.Latency.N > 0 }) {
+			return false
+		}
+	}
+	return true
+}
+
 func TestParseFlagsRefuses(t *testing.T) {
 	tests := []struct {
 		name string
@@ -70,6 +111,7 @@ func TestParseFlagsRefuses(t *testing.T) {
 	}{
 		{"engine", []string{"-engines", "mysql"}},
 		{"mode", []string{"-mode", "burst"}},
+		{"worker", []string{"-worker", "thread"}},
 		{"n", []string{"-n", "0"}},
 		{"concurrency", []string{"-concurrency", "0"}},
 	}

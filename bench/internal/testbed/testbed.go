@@ -159,6 +159,28 @@ func (b *Bed) createPostgres(ctx context.Context, name, syncCommit string) (stri
 	return u.String(), nil
 }
 
+// Shared is what another process needs to work on a bed: see Join.
+type Shared struct {
+	Dialect     database.Dialect
+	DatabaseURL string
+	RedisURL    string
+	Prefix      string
+	Pool        database.Options
+}
+
+// Share describes the bed for Join in another process.
+func (b *Bed) Share() Shared {
+	return Shared{Dialect: b.Dialect, DatabaseURL: b.DatabaseURL, RedisURL: b.RedisURL, Prefix: b.Prefix, Pool: b.Pool}
+}
+
+// Join returns the bed that another process made and shared: its database,
+// Redis and channel, to open pools and clients on. It owns none of them:
+// never Close it (the process that made the bed does).
+func Join(s Shared) *Bed {
+	return &Bed{Dialect: s.Dialect, DatabaseURL: s.DatabaseURL, RedisURL: s.RedisURL, Prefix: s.Prefix,
+		Channel: s.Prefix + "events", Pool: s.Pool}
+}
+
 // OpenDB opens a new pool on the bed's database. Open one per simulated
 // process (the API and the worker each have their own pool).
 func (b *Bed) OpenDB(ctx context.Context) (*database.DB, error) {
