@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenlysis/tokenlysis/bench/internal/latency"
 )
 
 // redisURL is the Redis database this smoke test owns (it is flushed).
@@ -46,12 +49,42 @@ func testRunSmall(t *testing.T, rate string) {
 		if l := r.Latency; l.N != r.Requests || l.P50 <= 0 || l.P99 < l.P50 || l.Max < l.P99 {
 			t.Errorf("%s: latency %+v for %d requests", r.Engine, l, r.Requests)
 		}
-		if r.Pass != (r.PerSec >= targetRate && r.Latency.P99 < targetP99) {
-			t.Errorf("%s: pass %v for %.0f/s p99 %s", r.Engine, r.Pass, r.PerSec, r.Latency.P99)
+		if r.Pass != passes(r, r.Offered) {
+			t.Errorf("%s: pass %v for %.0f/s (offered %.0f/s) p99 %s", r.Engine, r.Pass, r.PerSec, r.Offered, r.Latency.P99)
+		}
+		if want, _ := strconv.ParseFloat(rate, 64); r.Offered != want {
+			t.Errorf("%s: offered %v, want %v", r.Engine, r.Offered, want)
 		}
 	}
 	if !strings.Contains(out.String(), "submissions/s") || !strings.Contains(out.String(), "postgres") {
 		t.Errorf("no result table in output:\n%s", out.String())
+	}
+}
+
+func TestPasses(t *testing.T) {
+	fast := latency.Summary{P99: targetP99 - time.Millisecond}
+	slow := latency.Summary{P99: targetP99}
+	tests := []struct {
+		name    string
+		r       result
+		offered float64
+		want    bool
+	}{
+		{"closed loop at the target", result{PerSec: targetRate, Latency: fast}, 0, true},
+		{"closed loop under it", result{PerSec: targetRate - 1, Latency: fast}, 0, false},
+		{"closed loop, p99 at the limit", result{PerSec: 2 * targetRate, Latency: slow}, 0, false},
+		{"closed loop with an error", result{PerSec: 2 * targetRate, Latency: fast, Errors: 1}, 0, false},
+		// Open loop: the rate is the one offered; the last request's
+		// latency makes the measured one a little lower.
+		{"open loop at the target", result{PerSec: targetRate - 0.5, Latency: fast}, targetRate, true},
+		{"open loop under the target", result{PerSec: targetRate - 500, Latency: fast}, targetRate - 500, false},
+		{"open loop, p99 at the limit", result{PerSec: targetRate, Latency: slow}, targetRate, false},
+		{"open loop with an error", result{PerSec: targetRate, Latency: fast, Errors: 1}, targetRate, false},
+	}
+	for _, tt := range tests {
+		if got := passes(tt.r, tt.offered); got != tt.want {
+			t.Errorf("%s: passes = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 
