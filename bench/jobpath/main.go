@@ -190,7 +190,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.rounds, "rounds", 1, "runs of each kind per engine, alternating; the median is reported")
 	fs.StringVar(&cfg.redisURL, "redis", testbed.DefaultRedisURL, "Redis URL with the database index to use (flushed!)")
 	fs.StringVar(&cfg.postgresURL, "postgres", testbed.DefaultPostgresURL, "PostgreSQL admin URL (creates and drops its own database)")
-	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each full-path run to FILE.<engine> (and of its worker process to FILE.<engine>.worker)")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each full-path run to FILE.<engine>, and of the worker processes to FILE.<engine>.{bare,full}.worker")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -235,8 +235,8 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 
 	spec := func(kind string) workerSpec {
 		s := workerSpec{Kind: kind, Bed: bed.Share(), N: cfg.n, Concurrency: cfg.concurrency}
-		if kind == kindFull && cfg.cpuprofile != "" {
-			s.CPUProfile = cfg.cpuprofile + "." + string(d)
+		if cfg.cpuprofile != "" && cfg.worker == workerProcess {
+			s.CPUProfile = cfg.cpuprofile + "." + string(d) + "." + kind
 		}
 		return s
 	}
