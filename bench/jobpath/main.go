@@ -125,16 +125,16 @@ type result struct {
 	// moves both.
 	Ratio       float64
 	RoundRatios []float64
-	// PerSec of each round's bare and full runs.
-	BareRates, FullRates []float64
-	Target               float64
-	Pass                 bool
-	Succeeded            int   // jobs succeeded in SQL after every round
-	Events               int   // job events in SQL
-	Published            int64 // notifications published on the bus by the full path
-	Messages             int64 // Redis messages that carried them
-	Ops                  []opSummary
-	Load                 string
+	// Every round's bare and full runs, in order.
+	BareRounds, FullRounds []rate
+	Target                 float64
+	Pass                   bool
+	Succeeded              int   // jobs succeeded in SQL after every round
+	Events                 int   // job events in SQL
+	Published              int64 // notifications published on the bus by the full path
+	Messages               int64 // Redis messages that carried them
+	Ops                    []opSummary
+	Load                   string
 	// Job writes and the commits that wrote them (group commit), on the
 	// API side and on the worker side, over every round.
 	APIWrites, WorkerWrites sqlstore.JobWriteStats
@@ -160,7 +160,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
 		if len(r.RoundRatios) > 1 {
 			fmt.Fprintf(stdout, "  ratio of each round: %s (median %.2f)\n", formatRatios(r.RoundRatios), r.Ratio)
-			fmt.Fprintf(stdout, "  rate of each round, bare/full per s: %s\n", formatRates(r.BareRates, r.FullRates))
+			fmt.Fprintf(stdout, "  rate of each round, bare/full per s: %s\n", formatRates(r.BareRounds, r.FullRounds))
 		}
 		fmt.Fprintf(stdout, "  job writes: API %d in %d commits, worker %d in %d commits; %d events published in %d Redis messages\n",
 			r.APIWrites.Writes, r.APIWrites.Commits, r.WorkerWrites.Writes, r.WorkerWrites.Commits, r.Published, r.Messages)
@@ -240,16 +240,13 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		}
 		return s
 	}
-	var bares, fulls []rate
-	var ratios []float64
 	var r result
 	for round := range cfg.rounds {
 		b, _, err := measure(ctx, cfg, bed, spec(kindBare), bareEnqueue(bareClient))
 		if err != nil {
 			return result{}, fmt.Errorf("bare round %d: %w", round+1, err)
 		}
-		bares = append(bares, b)
-		r.BareRates = append(r.BareRates, b.PerSec)
+		r.BareRounds = append(r.BareRounds, b)
 		if err := bed.FlushRedis(ctx); err != nil {
 			return result{}, err
 		}
@@ -262,9 +259,8 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 		if err != nil {
 			return result{}, fmt.Errorf("full round %d: %w", round+1, err)
 		}
-		fulls = append(fulls, f)
-		r.FullRates = append(r.FullRates, f.PerSec)
-		ratios = append(ratios, f.PerSec/b.PerSec)
+		r.FullRounds = append(r.FullRounds, f)
+		r.RoundRatios = append(r.RoundRatios, f.PerSec/b.PerSec)
 		for op, ds := range rep.Ops {
 			ops.add(op, ds)
 		}
@@ -276,8 +272,8 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 			return result{}, err
 		}
 	}
-	r.Engine, r.Bare, r.Full, r.Target, r.Load, r.RoundRatios = d, median(bares), median(fulls), targets[d], testbed.Load(), ratios
-	r.Ratio = medianOf(ratios)
+	r.Engine, r.Bare, r.Full, r.Target, r.Load = d, median(r.BareRounds), median(r.FullRounds), targets[d], testbed.Load()
+	r.Ratio = medianOf(r.RoundRatios)
 	r.Pass = r.Ratio >= r.Target
 	published, messages, err := full.flush(ctx)
 	if err != nil {
@@ -682,10 +678,10 @@ func formatRatios(xs []float64) string {
 	return strings.Join(parts, " ")
 }
 
-func formatRates(bare, full []float64) string {
+func formatRates(bare, full []rate) string {
 	parts := make([]string, len(bare))
 	for i := range bare {
-		parts[i] = fmt.Sprintf("%.0f/%.0f", bare[i], full[i])
+		parts[i] = fmt.Sprintf("%.0f/%.0f", bare[i].PerSec, full[i].PerSec)
 	}
 	return strings.Join(parts, " ")
 }

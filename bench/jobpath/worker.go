@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -343,7 +342,7 @@ func (p *workerProc) report(ctx context.Context) (workerReport, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := json.NewDecoder(strings.NewReader(line)).Decode(&r); err != nil {
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		return r, fmt.Errorf("worker process report: %w", err)
 	}
 	p.reported = true

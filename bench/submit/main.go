@@ -208,20 +208,20 @@ func measureEngine(ctx context.Context, cfg config, d database.Dialect) (_ resul
 	}
 	r.Latency = latency.Summarize(ds)
 	r.PerSec = float64(r.Accepted) / elapsed.Seconds()
-	r.Pass = passes(r, cfg.rate)
+	r.Pass = r.passes()
 	return r, nil
 }
 
 // passes says whether r meets P2. In a closed loop the rate is what the
-// API sustained. In an open loop (offered > 0) it is the rate offered:
+// API sustained. In an open loop (Offered > 0) it is the rate offered:
 // each request is timed from its scheduled time, so an API that falls
 // behind shows in the latency, while the measured rate is a little lower
 // than the offered one whatever the API does (the run ends with the last
 // request's answer, after the last scheduled time).
-func passes(r result, offered float64) bool {
+func (r result) passes() bool {
 	rate := r.PerSec
-	if offered > 0 {
-		rate = offered
+	if r.Offered > 0 {
+		rate = r.Offered
 	}
 	return rate >= targetRate && r.Latency.P99 < targetP99 && r.Errors == 0
 }

@@ -49,7 +49,7 @@ func testRunSmall(t *testing.T, rate string) {
 		if l := r.Latency; l.N != r.Requests || l.P50 <= 0 || l.P99 < l.P50 || l.Max < l.P99 {
 			t.Errorf("%s: latency %+v for %d requests", r.Engine, l, r.Requests)
 		}
-		if r.Pass != passes(r, r.Offered) {
+		if r.Pass != r.passes() {
 			t.Errorf("%s: pass %v for %.0f/s (offered %.0f/s) p99 %s", r.Engine, r.Pass, r.PerSec, r.Offered, r.Latency.P99)
 		}
 		if want, _ := strconv.ParseFloat(rate, 64); r.Offered != want {
@@ -65,24 +65,23 @@ func TestPasses(t *testing.T) {
 	fast := latency.Summary{P99: targetP99 - time.Millisecond}
 	slow := latency.Summary{P99: targetP99}
 	tests := []struct {
-		name    string
-		r       result
-		offered float64
-		want    bool
+		name string
+		r    result
+		want bool
 	}{
-		{"closed loop at the target", result{PerSec: targetRate, Latency: fast}, 0, true},
-		{"closed loop under it", result{PerSec: targetRate - 1, Latency: fast}, 0, false},
-		{"closed loop, p99 at the limit", result{PerSec: 2 * targetRate, Latency: slow}, 0, false},
-		{"closed loop with an error", result{PerSec: 2 * targetRate, Latency: fast, Errors: 1}, 0, false},
+		{"closed loop at the target", result{PerSec: targetRate, Latency: fast}, true},
+		{"closed loop under it", result{PerSec: targetRate - 1, Latency: fast}, false},
+		{"closed loop, p99 at the limit", result{PerSec: 2 * targetRate, Latency: slow}, false},
+		{"closed loop with an error", result{PerSec: 2 * targetRate, Latency: fast, Errors: 1}, false},
 		// Open loop: the rate is the one offered; the last request's
 		// latency makes the measured one a little lower.
-		{"open loop at the target", result{PerSec: targetRate - 0.5, Latency: fast}, targetRate, true},
-		{"open loop under the target", result{PerSec: targetRate - 500, Latency: fast}, targetRate - 500, false},
-		{"open loop, p99 at the limit", result{PerSec: targetRate, Latency: slow}, targetRate, false},
-		{"open loop with an error", result{PerSec: targetRate, Latency: fast, Errors: 1}, targetRate, false},
+		{"open loop at the target", result{PerSec: targetRate - 0.5, Offered: targetRate, Latency: fast}, true},
+		{"open loop under the target", result{PerSec: targetRate - 500, Offered: targetRate - 500, Latency: fast}, false},
+		{"open loop, p99 at the limit", result{PerSec: targetRate, Offered: targetRate, Latency: slow}, false},
+		{"open loop with an error", result{PerSec: targetRate, Offered: targetRate, Latency: fast, Errors: 1}, false},
 	}
 	for _, tt := range tests {
-		if got := passes(tt.r, tt.offered); got != tt.want {
+		if got := tt.r.passes(); got != tt.want {
 			t.Errorf("%s: passes = %v, want %v", tt.name, got, tt.want)
 		}
 	}

@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg Config) (_ *Bed, err error) {
 		return nil, err
 	}
 	b := &Bed{Dialect: cfg.Dialect, RedisURL: cfg.RedisURL, Prefix: "bench:" + suffix + ":", Pool: cfg.Pool, adminURL: cfg.PostgresURL}
-	b.Channel = b.Prefix + "events"
+	b.Channel = channelOf(b.Prefix)
 	if b.Dir, err = os.MkdirTemp("", "tokenlysis-bench-"); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
@@ -178,8 +178,11 @@ func (b *Bed) Share() Shared {
 // never Close it (the process that made the bed does).
 func Join(s Shared) *Bed {
 	return &Bed{Dialect: s.Dialect, DatabaseURL: s.DatabaseURL, RedisURL: s.RedisURL, Prefix: s.Prefix,
-		Channel: s.Prefix + "events", Pool: s.Pool}
+		Channel: channelOf(s.Prefix), Pool: s.Pool}
 }
+
+// channelOf is the events channel of the bed with this prefix.
+func channelOf(prefix string) string { return prefix + "events" }
 
 // OpenDB opens a new pool on the bed's database. Open one per simulated
 // process (the API and the worker each have their own pool).
