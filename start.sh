@@ -3,7 +3,8 @@
 # file database and local disk under $TOKENLYSIS_DATA_DIR, and a local Redis
 # (reused when one answers, else started here, installed with apt if
 # missing). It migrates the database, starts the worker and the API, waits
-# until /readyz answers, then supervises both until Ctrl-C or TERM.
+# until /readyz answers, then supervises both until Ctrl-C, TERM or HUP (the
+# terminal closing), and then stops them.
 #
 # Every TOKENLYSIS_* variable is passed through to the programs; this script
 # itself reads:
@@ -45,28 +46,38 @@ stop_all() {
 
 on_exit() {
 	local rc=$?
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP
 	stop_all
 	exit "$rc"
 }
 
 on_signal() {
 	local sig=$1
-	trap - INT TERM
+	trap - INT TERM HUP
 	svc_log "got SIG$sig; shutting down"
 	stop_all
 	if ((RUNNING)); then
 		svc_log "stopped"
 		exit 0
 	fi
-	if [[ $sig == INT ]]; then exit 130; fi
+	case $sig in
+	INT) exit 130 ;;
+	HUP) exit 129 ;;
+	esac
 	exit 143
 }
 
 STOP_SECS=35
+# The reader of this script's output may go away first (./start.sh | tee
+# run.log, where Ctrl-C ends tee too; a closed terminal): a message written
+# then must fail (and be dropped), not kill the script with SIGPIPE before
+# it has stopped what it started. The Go programs and redis-server handle
+# SIGPIPE themselves and write to their log files.
+trap '' PIPE
 trap on_exit EXIT
 trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
+trap 'on_signal HUP' HUP # the terminal closed
 
 # duration_secs turns a Go duration like 30s, 2m or 1m30s into whole seconds
 # (rounded up); prints nothing when it cannot.

@@ -15,10 +15,12 @@ _svc_deferred=()
 _svc_apt_updated=0
 
 # svc_log prints a progress message on stderr.
-svc_log() { printf '[%s] %s\n' "$SVC_TAG" "$*" >&2; }
+# A message that cannot be written (nobody reads stderr any more) is dropped
+# rather than failing the caller under set -e.
+svc_log() { printf '[%s] %s\n' "$SVC_TAG" "$*" >&2 || true; }
 
 # svc_err prints an error message on stderr.
-svc_err() { printf '[%s] ERROR: %s\n' "$SVC_TAG" "$*" >&2; }
+svc_err() { printf '[%s] ERROR: %s\n' "$SVC_TAG" "$*" >&2 || true; }
 
 # svc_die prints an error message and exits 1 (the EXIT trap still runs).
 svc_die() {
