@@ -261,20 +261,24 @@ func TestSubmitValidation(t *testing.T) {
 		name, body string
 		status     int
 		field      string
+		detail     string // when set, the problem's detail exactly
 	}{
-		{"unknown type", `{"type":"nope:nope","params":{}}`, 422, "type"},
-		{"missing type", `{"params":{}}`, 422, "type"},
-		{"steps out of range", `{"type":"system:probe","params":{"steps":0}}`, 422, "params.steps"},
-		{"negative step_ms", `{"type":"system:probe","params":{"steps":1,"step_ms":-1}}`, 422, "params.step_ms"},
-		{"fail_at past steps", `{"type":"system:probe","params":{"steps":2,"fail_at":3}}`, 422, "params.fail_at"},
-		{"unknown param", `{"type":"system:probe","params":{"steps":1,"colour":"red"}}`, 422, "params.colour"},
-		{"param of the wrong type", `{"type":"system:probe","params":{"steps":"two"}}`, 422, "params.steps"},
-		{"unknown top-level field", `{"type":"system:probe","params":{"steps":1},"priority":9}`, 400, "priority"},
-		{"max_retry out of range", `{"type":"system:probe","params":{"steps":1},"max_retry":99}`, 422, "max_retry"},
-		{"malformed JSON", `{"type":`, 400, ""},
-		{"trailing data", `{"type":"system:probe","params":{"steps":1}} {}`, 400, ""},
-		{"analytics type needs analyst", `{"type":"scores:recalculate","params":{}}`, 403, ""},
-		{"oversize body", big, 413, ""},
+		{"unknown type", `{"type":"nope:nope","params":{}}`, 422, "type", ""},
+		{"missing type", `{"params":{}}`, 422, "type", ""},
+		{"steps out of range", `{"type":"system:probe","params":{"steps":0}}`, 422, "params.steps", ""},
+		{"negative step_ms", `{"type":"system:probe","params":{"steps":1,"step_ms":-1}}`, 422, "params.step_ms", ""},
+		{"fail_at past steps", `{"type":"system:probe","params":{"steps":2,"fail_at":3}}`, 422, "params.fail_at", ""},
+		{"unknown param", `{"type":"system:probe","params":{"steps":1,"colour":"red"}}`, 422, "params.colour", ""},
+		{"param of the wrong type", `{"type":"system:probe","params":{"steps":"two"}}`, 422, "params.steps", "Must be an integer, not a string."},
+		{"params not an object", `{"type":"system:probe","params":[1]}`, 422, "params", "Must be an object, not an array."},
+		{"type not a string", `{"type":5,"params":{}}`, 400, "type", "Must be a string, not a number."},
+		{"unknown top-level field", `{"type":"system:probe","params":{"steps":1},"priority":9}`, 400, "priority", ""},
+		{"max_retry out of range", `{"type":"system:probe","params":{"steps":1},"max_retry":99}`, 422, "max_retry", ""},
+		{"malformed JSON", `{"type":`, 400, "", ""},
+		{"trailing data", `{"type":"system:probe","params":{"steps":1}} {}`, 400, "", ""},
+		{"analytics type needs analyst", `{"type":"scores:recalculate","params":{}}`, 403, "", ""},
+		{"oversize body", big, 413, "", ""},
+		{"oversize body, not even JSON", strings.Repeat("x", 5000), 413, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := tb.do(t, "POST", "/api/jobs", tok, tc.body)
@@ -290,6 +294,9 @@ func TestSubmitValidation(t *testing.T) {
 			}
 			if tc.field != "" && p["field"] != tc.field {
 				t.Fatalf("field = %v, want %q: %s", p["field"], tc.field, res.body)
+			}
+			if tc.detail != "" && p["detail"] != tc.detail {
+				t.Fatalf("detail = %q, want %q", p["detail"], tc.detail)
 			}
 		})
 	}

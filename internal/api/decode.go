@@ -1,13 +1,12 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/tokenlysis/tokenlysis/internal/strictjson"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
@@ -22,33 +21,19 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 	default:
 		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: "Content-Type", Message: "Content-Type must be application/json."}
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("trailing data")
-		}
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		return tokenlysis.Errorf(tokenlysis.ETOOLARGE, "The request body exceeds %d bytes.", s.cfg.MaxBodyBytes)
 	}
-	if err == nil {
-		return nil
-	}
+	err := strictjson.Decode(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes), v)
 	var maxErr *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
+	var decErr *strictjson.Error
 	switch {
+	case err == nil:
+		return nil
 	case errors.As(err, &maxErr):
 		return tokenlysis.Errorf(tokenlysis.ETOOLARGE, "The request body exceeds %d bytes.", maxErr.Limit)
-	case errors.Is(err, io.EOF):
-		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Message: "The request body is empty; a JSON object is expected."}
-	case errors.As(err, &typeErr):
-		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: typeErr.Field, Message: "Must be of type " + typeErr.Type.String() + "."}
-	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
-		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Message: "The request body is not valid JSON: " + err.Error() + "."}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: name, Message: "Unknown field."}
+	case errors.As(err, &decErr):
+		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: decErr.Field, Message: decErr.Message}
 	default:
 		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Message: "The request body is not a valid JSON object: " + err.Error() + "."}
 	}

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/strictjson"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
@@ -89,25 +89,18 @@ func DecodeParams(params json.RawMessage, v any) error {
 	if len(bytes.TrimSpace(params)) == 0 || string(bytes.TrimSpace(params)) == "null" {
 		params = json.RawMessage("{}")
 	}
-	dec := json.NewDecoder(bytes.NewReader(params))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		var syntaxErr *json.SyntaxError
-		switch {
-		case errors.As(err, &typeErr):
-			return tokenlysis.FieldErrorf("params."+typeErr.Field, "Must be of type %s.", typeErr.Type.String())
-		case errors.As(err, &syntaxErr):
-			return tokenlysis.FieldErrorf("params", "Invalid JSON: %s.", syntaxErr.Error())
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return tokenlysis.FieldErrorf("params."+name, "Unknown field.")
-		default:
-			return tokenlysis.FieldErrorf("params", "Must be a JSON object: %s.", err.Error())
+	err := strictjson.Decode(bytes.NewReader(params), v)
+	var decErr *strictjson.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &decErr):
+		field := "params"
+		if decErr.Field != "" {
+			field += "." + decErr.Field
 		}
+		return tokenlysis.FieldErrorf(field, "%s", decErr.Message)
+	default:
+		return tokenlysis.FieldErrorf("params", "Must be a JSON object: %s.", err.Error())
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return tokenlysis.FieldErrorf("params", "Unexpected data after the JSON object.")
-	}
-	return nil
 }

@@ -1,0 +1,100 @@
+package strictjson_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tokenlysis/tokenlysis/internal/strictjson"
+)
+
+type inner struct {
+	N int `json:"n"`
+}
+
+type doc struct {
+	Name  string            `json:"name"`
+	Count int               `json:"count"`
+	Ratio float64           `json:"ratio"`
+	On    bool              `json:"on"`
+	Tags  []string          `json:"tags"`
+	Inner inner             `json:"inner"`
+	Meta  map[string]string `json:"meta"`
+	Limit *uint8            `json:"limit"`
+}
+
+func TestDecodeAccepts(t *testing.T) {
+	var d doc
+	err := strictjson.Decode(strings.NewReader(`{"name":"a","count":2,"ratio":0.5,"on":true,"tags":["x"],"inner":{"n":3},"meta":{"k":"v"}}`+"\n"), &d)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if d.Name != "a" || d.Count != 2 || d.Ratio != 0.5 || !d.On || len(d.Tags) != 1 || d.Inner.N != 3 || d.Meta["k"] != "v" {
+		t.Fatalf("decoded %+v", d)
+	}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name, body  string
+		kind        strictjson.Kind
+		field, want string // want: the message, exactly
+	}{
+		{"empty", "", strictjson.Empty, "", "A JSON object is expected; the document is empty."},
+		{"blank", "  \n", strictjson.Empty, "", "A JSON object is expected; the document is empty."},
+		{"syntax", `{"name":`, strictjson.Syntax, "", "Not valid JSON: unexpected end of the document."},
+		{"bad character", `{"name" 1}`, strictjson.Syntax, "", "Not valid JSON: invalid character '1' after object key (at byte 9)."},
+		{"array document", `[1]`, strictjson.Type, "", "Must be an object, not an array."},
+		{"string document", `"x"`, strictjson.Type, "", "Must be an object, not a string."},
+		{"string for integer", `{"count":"2"}`, strictjson.Type, "count", "Must be an integer, not a string."},
+		{"fraction for integer", `{"count":1.5}`, strictjson.Type, "count", "Must be an integer, not 1.5."},
+		{"out of range", `{"limit":300}`, strictjson.Type, "limit", "Must be an integer from 0 to 255, not 300."},
+		{"object for string", `{"name":{}}`, strictjson.Type, "name", "Must be a string, not an object."},
+		{"number for bool", `{"on":1}`, strictjson.Type, "on", "Must be true or false, not a number."},
+		{"string for number", `{"ratio":"x"}`, strictjson.Type, "ratio", "Must be a number, not a string."},
+		{"object for array", `{"tags":{}}`, strictjson.Type, "tags", "Must be an array, not an object."},
+		{"nested", `{"inner":{"n":true}}`, strictjson.Type, "inner.n", "Must be an integer, not true or false."},
+		{"array element", `{"tags":[1]}`, strictjson.Type, "tags", "Must be a string, not a number."},
+		// encoding/json names a map's value by the map's field, and an
+		// unknown field by its key alone (the package doc says so).
+		{"map value", `{"meta":{"k":1}}`, strictjson.Type, "meta", "Must be a string, not a number."},
+		{"unknown field", `{"nope":1}`, strictjson.Unknown, "nope", "Unknown field."},
+		{"unknown nested field", `{"inner":{"m":1}}`, strictjson.Unknown, "m", "Unknown field."},
+		{"trailing object", `{"name":"a"}{"name":"b"}`, strictjson.Trailing, "", "Unexpected data after the JSON object."},
+		{"trailing garbage", `{"name":"a"} x`, strictjson.Trailing, "", "Unexpected data after the JSON object."},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var d doc
+			err := strictjson.Decode(strings.NewReader(c.body), &d)
+			var se *strictjson.Error
+			if !errors.As(err, &se) {
+				t.Fatalf("Decode(%s) = %v, want a *strictjson.Error", c.body, err)
+			}
+			if se.Kind != c.kind || se.Field != c.field || se.Message != c.want {
+				t.Fatalf("Decode(%s) = {kind %v, field %q, %q}, want {kind %v, field %q, %q}", c.body, se.Kind, se.Field, se.Message, c.kind, c.field, c.want)
+			}
+		})
+	}
+}
+
+func TestDecodePassesReaderErrorsThrough(t *testing.T) {
+	// A body over http.MaxBytesReader's limit is the caller's to report.
+	big := `{"name":"` + strings.Repeat("a", 100) + `"}`
+	body := http.MaxBytesReader(httptest.NewRecorder(), readCloser{strings.NewReader(big)}, 10)
+	var d doc
+	err := strictjson.Decode(body, &d)
+	var maxErr *http.MaxBytesError
+	if !errors.As(err, &maxErr) {
+		t.Fatalf("Decode over the limit = %v, want the reader's *http.MaxBytesError", err)
+	}
+	var se *strictjson.Error
+	if errors.As(err, &se) {
+		t.Fatalf("Decode over the limit = %v, a decoding error: want the reader's error alone", err)
+	}
+}
+
+type readCloser struct{ *strings.Reader }
+
+func (readCloser) Close() error { return nil }
