@@ -364,6 +364,13 @@ func TestJobsAcrossEngines(t *testing.T) {
 			if res := tb.do(t, "GET", "/api/jobs?status=bogus", alice, ""); res.status != 422 || res.json(t)["field"] != "status" {
 				t.Fatalf("bad status filter: %d %s", res.status, res.body)
 			}
+			// A cursor that no page gave is refused, not read as a position
+			// ("zzz" sorts after every ID: it gave the first page again).
+			for _, bad := range []string{"zzz", "0", "not-a-job-id"} {
+				if res := tb.do(t, "GET", "/api/jobs?limit=3&cursor="+bad, alice, ""); res.status != 422 || res.json(t)["field"] != "cursor" {
+					t.Fatalf("cursor %q: %d %s", bad, res.status, res.body)
+				}
+			}
 
 			// Cancel a queued job: final, and events close with "canceled".
 			res = tb.do(t, "POST", "/api/jobs/"+id+"/cancel", alice, "")
@@ -393,6 +400,24 @@ func TestJobsAcrossEngines(t *testing.T) {
 				t.Fatalf("retry: %d %s", res.status, res.body)
 			}
 		})
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	tok := tb.token(t, "alice", "admin")
+	for _, tc := range []struct{ method, path, allow string }{
+		{"DELETE", "/api/jobs", "GET, POST"},
+		{"PUT", "/api/users", "GET, POST"},
+		{"GET", "/api/jobs/x/cancel", "POST"},
+	} {
+		res := tb.do(t, tc.method, tc.path, tok, "")
+		if res.status != 405 || res.header.Get("Allow") != tc.allow {
+			t.Fatalf("%s %s: %d, Allow %q; want 405, Allow %q: %s", tc.method, tc.path, res.status, res.header.Get("Allow"), tc.allow, res.body)
+		}
+		if p := res.json(t); p["status"] != float64(405) || p["code"] != "method_not_allowed" || res.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s %s: not a 405 problem: %s", tc.method, tc.path, res.body)
+		}
 	}
 }
 

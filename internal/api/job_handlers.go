@@ -76,6 +76,10 @@ func (s *Server) listJobs(c *gin.Context) {
 		return
 	}
 	f := tokenlysis.JobFilter{Limit: limit + 1, After: c.Query("cursor")}
+	if f.After != "" && !job.ValidID(f.After) {
+		s.writeError(c, tokenlysis.FieldErrorf("cursor", "Must be a cursor returned by this endpoint."))
+		return
+	}
 	if v := c.Query("status"); v != "" {
 		st := tokenlysis.JobStatus(v)
 		if !st.Valid() {

@@ -80,9 +80,25 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	default:
 		s.log.Debug("http: request refused", "method", c.Request.Method, "path", c.FullPath(), "code", code, "err", err)
 	}
+	writeProblem(c, p)
+}
+
+// writeProblem answers with p, its status, and ends the request.
+func writeProblem(c *gin.Context, p Problem) {
 	c.Header("Content-Type", "application/problem+json")
 	c.Header("Cache-Control", "no-store")
-	c.AbortWithStatusJSON(status, p)
+	c.AbortWithStatusJSON(p.Status, p)
+}
+
+// methodNotAllowed answers a request for a route that exists, with another
+// method; gin has set Allow to the route's methods. It is HTTP's error, not
+// one of the domain's, so it has no tokenlysis code.
+func methodNotAllowed(c *gin.Context) {
+	writeProblem(c, Problem{
+		Type: "urn:tokenlysis:problem:method_not_allowed", Title: http.StatusText(http.StatusMethodNotAllowed),
+		Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		Detail: "This route does not take " + c.Request.Method + "; Allow lists the methods it takes.",
+	})
 }
 
 // conflictWithJob is an ECONFLICT error that names the job in the way.

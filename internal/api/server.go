@@ -80,9 +80,7 @@ func New(jobs *job.Service, store *sqlstore.Store, bus *events.Bus, verifier Ver
 	s.engine.HandleMethodNotAllowed = true
 	s.engine.Use(s.recover, s.metrics.observe)
 	s.engine.NoRoute(func(c *gin.Context) { s.writeError(c, tokenlysis.Errorf(tokenlysis.ENOTFOUND, "No such route.")) })
-	s.engine.NoMethod(func(c *gin.Context) {
-		s.writeError(c, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Message: "Method not allowed on this route."})
-	})
+	s.engine.NoMethod(methodNotAllowed)
 	for _, r := range s.routes() {
 		s.mount(r)
 	}

@@ -108,7 +108,7 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitReques
 		maxRetry = *req.MaxRetry
 	}
 	j := tokenlysis.Job{
-		ID: uuid.Must(uuid.NewV7()).String(), Type: spec.Type, Queue: spec.Queue, Params: params,
+		ID: newID(), Type: spec.Type, Queue: spec.Queue, Params: params,
 		MaxRetry: maxRetry, SubmittedBy: p.Subject, IdempotencyKey: req.IdempotencyKey,
 	}
 	if spec.DedupeKey != nil {
@@ -225,4 +225,15 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 		return j, err
 	}
 	return s.store.FindJob(ctx, id)
+}
+
+// newID returns a new job ID: a UUIDv7 in its canonical form, so that IDs
+// sort by creation time (the listing's order and cursor).
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// ValidID reports whether id has the form of the IDs Submit gives jobs
+// (a listing's cursor is one).
+func ValidID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.Version() == 7 && u.String() == id
 }

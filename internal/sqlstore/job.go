@@ -332,7 +332,7 @@ func (s *Store) outcome(ctx context.Context, w *jobWrite) (tokenlysis.JobEvent, 
 	} else if err != nil {
 		return ev, wrap(w.kind.op, err)
 	}
-	return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job is " + status + "."}
+	return ev, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "The job's status is " + status + "."}
 }
 
 // StartAttempt marks an unfinished job running, counts one more attempt
