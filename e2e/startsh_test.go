@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,13 @@ func TestStartScriptStopsWhatItStarted(t *testing.T) {
 					t.Errorf("%s (pid %d) still running after start.sh ended on %v", name, pid, c.sig)
 				}
 			}
+			// Anything else it started (its supervising loop's sleep 1 may
+			// outlive it by a second).
+			for _, pid := range processesWithEnv(run.dataEnv) {
+				if !waitGone(pid, 10*time.Second) {
+					t.Errorf("a process started by start.sh (pid %d) still runs after it ended on %v", pid, c.sig)
+				}
+			}
 			if conn, err := net.DialTimeout("tcp", run.addr, time.Second); err == nil {
 				conn.Close()
 				t.Errorf("something still listens on %s after start.sh ended", run.addr)
@@ -73,6 +82,7 @@ type scriptRun struct {
 	done     chan struct{} // closed when the script has exited
 	children map[string]int
 	reader   *os.File
+	dataEnv  string // TOKENLYSIS_DATA_DIR=…, in the environment of all it starts
 
 	mu  sync.Mutex
 	out strings.Builder
@@ -91,7 +101,8 @@ func startScript(t *testing.T, redisURL string) *scriptRun {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "TOKENLYSIS_DATA_DIR="+t.TempDir(), "TOKENLYSIS_HTTP_ADDR="+r.addr,
+	r.dataEnv = "TOKENLYSIS_DATA_DIR=" + t.TempDir()
+	env = append(env, r.dataEnv, "TOKENLYSIS_HTTP_ADDR="+r.addr,
 		"TOKENLYSIS_REDIS_URL="+redisURL, "TOKENLYSIS_WORKER_METRICS_ADDR=off", "TOKENLYSIS_SHUTDOWN_TIMEOUT=5s")
 	reader, writer, err := os.Pipe()
 	if err != nil {
@@ -114,11 +125,15 @@ func startScript(t *testing.T, redisURL string) *scriptRun {
 	running := make(chan struct{})
 	go r.read(running)
 	t.Cleanup(func() {
+		// The API and the worker run in sessions of their own: a script
+		// killed before it stopped them leaves them running. Whatever the
+		// script said, they are found by the data directory in their
+		// environment.
 		syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-		for _, pid := range r.pids() {
+		<-r.done
+		for _, pid := range processesWithEnv(r.dataEnv) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		<-r.done
 		if t.Failed() {
 			t.Logf("--- output of start.sh ---\n%s", r.output())
 		}
@@ -203,4 +218,21 @@ func waitGone(pid int, timeout time.Duration) bool {
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// processesWithEnv returns the processes whose environment holds kv.
+func processesWithEnv(kv string) []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var pids []int
+	for _, dir := range dirs {
+		env, err := os.ReadFile(dir + "/environ")
+		if err != nil {
+			continue
+		}
+		if slices.Contains(strings.Split(string(env), "\x00"), kv) {
+			pid, _ := strconv.Atoi(filepath.Base(dir))
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
