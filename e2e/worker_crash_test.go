@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,4 +95,58 @@ func TestWorkerKilledMidJobIsPickedUpAgain(t *testing.T) {
 			t.Logf("%s: %d events (%s); test took %v", tc.dialect, len(evs), kinds(evs), time.Since(start).Round(100*time.Millisecond))
 		})
 	}
+}
+
+// TestWorkerStoppedMidJobHandsItOn: a worker told to stop (SIGTERM, as
+// start.sh, systemd or Kubernetes do) while a job runs longer than its
+// shutdown timeout exits within that timeout, and the job is not lost nor
+// failed: asynq puts its task back at once (no lease to wait out), a new
+// worker runs it again, and it ends succeeded exactly once with a gapless
+// event log.
+func TestWorkerStoppedMidJobHandsItOn(t *testing.T) {
+	t.Parallel()
+	const shutdown = 2 * time.Second // stackConfig's TOKENLYSIS_SHUTDOWN_TIMEOUT
+	s := newStack(t, stackConfig{Dialect: database.SQLite, RedisDB: 9})
+	const steps = 8
+	j := s.submitProbe(probe{Steps: steps, StepMS: 500}, nil) // 4 s: outlives the shutdown timeout
+	s.waitJob(j.ID, "running with progress", 30*time.Second, func(j tokenlysis.Job) bool {
+		return j.Status == tokenlysis.JobRunning && j.Percent > 0
+	})
+
+	old := s.worker
+	stoppedAt := time.Now()
+	old.signal(t, syscall.SIGTERM)
+	select {
+	case <-old.done:
+	case <-time.After(shutdown + 10*time.Second):
+		t.Fatalf("worker still running %v after SIGTERM (shutdown timeout %v)", time.Since(stoppedAt).Round(time.Millisecond), shutdown)
+	}
+	t.Logf("worker exited %v after SIGTERM: %v", time.Since(stoppedAt).Round(10*time.Millisecond), old.err)
+	if old.err != nil {
+		t.Fatalf("worker exit after SIGTERM: %v, want a clean exit", old.err)
+	}
+	if before := s.job(j.ID); before.Status.Terminal() {
+		t.Fatalf("job after the stop: status %s; want it unfinished (the stop came too late to test anything)", before.Status)
+	}
+
+	s.startWorker()
+	final := s.waitFinished(j.ID, 60*time.Second)
+	t.Logf("job finished %v after the stop, attempts %d", time.Since(stoppedAt).Round(100*time.Millisecond), final.Attempts)
+	if final.Status != tokenlysis.JobSucceeded || final.Attempts < 2 || final.Error != "" {
+		t.Fatalf("job: status %s, attempts %d, error %q; want succeeded after at least 2 attempts, no error", final.Status, final.Attempts, final.Error)
+	}
+	evs := s.openEvents(j.ID, "", 30*time.Second).readAll(t, j.ID)
+	wantContiguous(t, "event log", evs, 1, tokenlysis.EventSucceeded)
+	if n := count(evs, tokenlysis.EventSucceeded); n != 1 {
+		t.Fatalf("%d succeeded events, want exactly 1 (%s)", n, kinds(evs))
+	}
+	for _, k := range []tokenlysis.EventKind{tokenlysis.EventFailed, tokenlysis.EventCanceled} {
+		if n := count(evs, k); n != 0 {
+			t.Fatalf("%d %s events, want none (%s)", n, k, kinds(evs))
+		}
+	}
+	if n := count(evs, tokenlysis.EventStarted); n != final.Attempts {
+		t.Fatalf("%d started events for %d attempts (%s)", n, final.Attempts, kinds(evs))
+	}
+	t.Logf("%d events: %s", len(evs), kinds(evs))
 }
