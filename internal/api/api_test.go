@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -398,6 +399,66 @@ func TestJobsAcrossEngines(t *testing.T) {
 			res = tb.do(t, "POST", "/api/jobs/"+id+"/retry", alice, "")
 			if res.status != 202 || res.json(t)["status"] != "queued" || res.json(t)["id"] != id {
 				t.Fatalf("retry: %d %s", res.status, res.body)
+			}
+		})
+	}
+}
+
+// Concurrent submissions with the same Idempotency-Key, on both engines,
+// make one job: every answer names it, one of them as created.
+func TestConcurrentIdempotentSubmissions(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			tb := setup(t, d)
+			tok := tb.token(t, "concurrent-"+string(d), "user")
+			const n = 20
+			type answer struct {
+				status   int
+				id       string
+				replayed bool
+				err      error
+			}
+			answers := make(chan answer, n)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for range n {
+				wg.Go(func() {
+					<-start
+					req, _ := http.NewRequest("POST", tb.url+"/api/jobs", strings.NewReader(`{"type":"system:probe","params":{"steps":1}}`))
+					req.Header.Set("Authorization", "Bearer "+tok)
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Idempotency-Key", "same-key")
+					res, err := http.DefaultClient.Do(req)
+					if err != nil {
+						answers <- answer{err: err}
+						return
+					}
+					defer res.Body.Close()
+					var j struct{ ID string }
+					err = json.NewDecoder(res.Body).Decode(&j)
+					answers <- answer{status: res.StatusCode, id: j.ID, replayed: res.Header.Get("Idempotent-Replayed") == "true", err: err}
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(answers)
+			ids := map[string]int{}
+			created := 0
+			for a := range answers {
+				if a.err != nil || a.status != http.StatusAccepted {
+					t.Fatalf("answer: %d %v", a.status, a.err)
+				}
+				ids[a.id]++
+				if !a.replayed {
+					created++
+				}
+			}
+			if len(ids) != 1 || created != 1 {
+				t.Fatalf("%d submissions named jobs %v, %d of them as created; want one job, created once", n, ids, created)
+			}
+			list := tb.do(t, "GET", "/api/jobs", tok, "").json(t)
+			if items := list["items"].([]any); len(items) != 1 {
+				t.Fatalf("the submitter has %d jobs, want 1", len(items))
 			}
 		})
 	}
