@@ -162,3 +162,44 @@ func TestEventStreamCarriesOnThroughARedisOutage(t *testing.T) {
 	t.Logf("%d events across the outage (%d before it; the job was at event %d when Redis came back): %s",
 		len(evs), len(before), during.LastSeq, kinds(evs))
 }
+
+// TestJobRunningThroughADatabaseOutageEnds: PostgreSQL dies (immediate
+// shutdown, as a crash) for a few seconds while a job runs and a client
+// follows its events. The job is neither lost nor left running: once the
+// database is back it is retried and succeeds. The stream stays open
+// meanwhile and carries the events to the terminal one in order, without
+// a gap or a duplicate, and every event it carried is the one the
+// database keeps under that id: a replay from the start gives the same
+// events. (Progress used to be committed without waiting for the WAL
+// flush: the crash lost the progress event a client had been sent, and
+// its number went to the next attempt's "started".)
+func TestJobRunningThroughADatabaseOutageEnds(t *testing.T) {
+	t.Parallel()
+	pg := startOwnPostgres(t)
+	s := newStack(t, stackConfig{DatabaseURL: pg.url(), RedisDB: 8, Env: map[string]string{"TOKENLYSIS_RETRY_BASE_DELAY": "1s"}})
+	const steps = 12
+	j := s.submitProbe(probe{Steps: steps, StepMS: 500}, nil)
+	stream := s.openEvents(j.ID, "", 4*time.Minute)
+	before, ended := stream.readUntil(t, j.ID, func(ev jobEvent) bool { return ev.Kind == tokenlysis.EventProgress })
+	if ended {
+		t.Fatalf("stream ended before the first progress event: %s", kinds(before))
+	}
+
+	pg.stopImmediate() // right after a progress event went out
+	time.Sleep(3 * time.Second)
+	pg.start()
+
+	after := stream.readAll(t, j.ID)
+	live := append(before, after...)
+	final := s.waitFinished(j.ID, 3*time.Minute)
+	t.Logf("job %s after %d attempts; %d events live: %s", final.Status, final.Attempts, len(live), kinds(live))
+	if final.Status != tokenlysis.JobSucceeded {
+		t.Fatalf("job ended %s (%q), want succeeded: a few seconds of outage fit in its retries", final.Status, final.Error)
+	}
+	wantContiguous(t, "stream across the outage", live, 1, tokenlysis.EventSucceeded)
+	replay := s.openEvents(j.ID, "", 30*time.Second).readAll(t, j.ID)
+	wantSameEvents(t, "events sent live against the database's", live, replay)
+	if n := count(replay, tokenlysis.EventStarted); n != final.Attempts {
+		t.Fatalf("%d started events for %d attempts (%s)", n, final.Attempts, kinds(replay))
+	}
+}

@@ -305,13 +305,14 @@ var (
 )
 
 // transition applies a change of kind k to job id with the kind's own
-// values, and appends ev with the next sequence number, atomically. A
-// non-durable change (progress) does not wait for PostgreSQL to flush its
-// WAL: a database crash may lose the latest progress events, together with
-// their sequence numbers, never a state change.
+// values, and appends ev with the next sequence number, atomically. Every
+// commit waits for the database to make it durable, progress too: an
+// event is announced (and streamed to clients under its number) once
+// committed, and a commit a crash could take back would hand its number to
+// another event.
 // Errors: ENOTFOUND; ECONFLICT when the job's status is not one k starts from.
-func (s *Store) transition(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool) (tokenlysis.JobEvent, error) {
-	w := &jobWrite{id: id, kind: k, args: args, ev: ev, durable: durable}
+func (s *Store) transition(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
+	w := &jobWrite{id: id, kind: k, args: args, ev: ev}
 	s.write(ctx, w)
 	return s.outcome(ctx, w)
 }
@@ -340,7 +341,7 @@ func (s *Store) outcome(ctx context.Context, w *jobWrite) (tokenlysis.JobEvent, 
 // asynq's retry counter, which restarts when a lost task is re-enqueued.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended (e.g. canceled).
 func (s *Store) StartAttempt(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, kindStart, id, nil, startedEvent(), true)
+	return s.transition(ctx, kindStart, id, nil, startedEvent())
 }
 
 // Progress records a running job's progress and appends a "progress" (or
@@ -350,7 +351,7 @@ func (s *Store) Progress(ctx context.Context, id string, ev tokenlysis.JobEvent)
 	if ev.Kind == "" {
 		ev.Kind = tokenlysis.EventProgress
 	}
-	return s.transition(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false)
+	return s.transition(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev)
 }
 
 // ProgressAsync is Progress without waiting for the commit: it queues the
@@ -363,7 +364,7 @@ func (s *Store) ProgressAsync(ctx context.Context, id string, ev tokenlysis.JobE
 	if ev.Kind == "" {
 		ev.Kind = tokenlysis.EventProgress
 	}
-	return s.transitionAsync(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, false, nil)
+	return s.transitionAsync(ctx, kindProgress, id, []any{ev.Percent, ev.Message}, ev, nil)
 }
 
 func startedEvent() tokenlysis.JobEvent {
@@ -374,14 +375,14 @@ func startedEvent() tokenlysis.JobEvent {
 // ProgressAsync is Progress: a job's start, its reports and its end,
 // queued one after the other, go in one commit.
 func (s *Store) StartAttemptAsync(ctx context.Context, id string) (wait func() (tokenlysis.JobEvent, error)) {
-	return s.transitionAsync(ctx, kindStart, id, nil, startedEvent(), true, nil)
+	return s.transitionAsync(ctx, kindStart, id, nil, startedEvent(), nil)
 }
 
 // transitionAsync queues a transition and returns at once; wait returns
 // what transition would have. then, when not nil, is told once the write
 // has been committed or refused whether it applied (see SucceedAsync).
-func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, durable bool, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error)) {
-	w := &jobWrite{id: id, kind: k, args: args, ev: ev, durable: durable}
+func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error)) {
+	w := &jobWrite{id: id, kind: k, args: args, ev: ev}
 	s.writes.Add(1)
 	var told func()
 	if then != nil {
@@ -399,13 +400,13 @@ func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id strin
 // canceled and queued again: the attempt no longer owns the job).
 func (s *Store) Retrying(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
 	return s.transition(ctx, kindRetrying, id, []any{errMsg},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg}, true)
+		tokenlysis.JobEvent{Kind: tokenlysis.EventRetrying, Message: errMsg})
 }
 
 // Succeed ends a running job successfully with its result summary.
 // Errors: ENOTFOUND; ECONFLICT when the job is not running (canceled first).
 func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) (tokenlysis.JobEvent, error) {
-	return s.transition(ctx, kindSucceed, id, []any{result}, succeededEvent(result), true)
+	return s.transition(ctx, kindSucceed, id, []any{result}, succeededEvent(result))
 }
 
 // SucceedAsync is Succeed without waiting for the commit, as ProgressAsync
@@ -417,7 +418,7 @@ func (s *Store) Succeed(ctx context.Context, id string, result json.RawMessage) 
 // error; when it did not, only wait says why (it may ask the database),
 // and then must not call it. then must not block.
 func (s *Store) SucceedAsync(ctx context.Context, id string, result json.RawMessage, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error)) {
-	return s.transitionAsync(ctx, kindSucceed, id, []any{result}, succeededEvent(result), true, then)
+	return s.transitionAsync(ctx, kindSucceed, id, []any{result}, succeededEvent(result), then)
 }
 
 func succeededEvent(result json.RawMessage) tokenlysis.JobEvent {
@@ -428,7 +429,7 @@ func succeededEvent(result json.RawMessage) tokenlysis.JobEvent {
 // Errors: ENOTFOUND; ECONFLICT when the job is not running.
 func (s *Store) Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
 	return s.transition(ctx, kindFail, id, []any{errMsg},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg}, true)
+		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg})
 }
 
 // FailQueued ends a queued job as failed: the API uses it when the task of
@@ -436,14 +437,14 @@ func (s *Store) Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEven
 // Errors: ENOTFOUND; ECONFLICT when the job is not queued.
 func (s *Store) FailQueued(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error) {
 	return s.transition(ctx, kindFailQueued, id, []any{errMsg},
-		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg}, true)
+		tokenlysis.JobEvent{Kind: tokenlysis.EventFailed, Message: errMsg})
 }
 
 // Cancel ends an unfinished job as canceled.
 // Errors: ENOTFOUND; ECONFLICT when the job already ended.
 func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
 	return s.transition(ctx, kindCancel, id, nil,
-		tokenlysis.JobEvent{Kind: tokenlysis.EventCanceled, Message: "canceled"}, true)
+		tokenlysis.JobEvent{Kind: tokenlysis.EventCanceled, Message: "canceled"})
 }
 
 // Requeue puts a failed or canceled job back in the queued state for a new
@@ -455,7 +456,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (tokenlysis.JobEvent, err
 func (s *Store) Requeue(ctx context.Context, id string) (tokenlysis.JobEvent, error) {
 	for try := 1; ; try++ {
 		ev, err := s.transition(ctx, kindRequeue, id, nil,
-			tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"}, true)
+			tokenlysis.JobEvent{Kind: tokenlysis.EventQueued, Message: "queued again"})
 		if !database.IsUniqueViolation(err) {
 			return ev, err
 		}

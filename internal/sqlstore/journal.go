@@ -92,11 +92,10 @@ func (k *transitionKind) statusList() string {
 type jobWrite struct {
 	create *tokenlysis.Job // a new job with its "queued" event; else a transition:
 
-	id      string
-	kind    *transitionKind
-	args    []any // the kind's own values
-	ev      tokenlysis.JobEvent
-	durable bool // false: a PostgreSQL crash may lose it (progress)
+	id   string
+	kind *transitionKind
+	args []any // the kind's own values
+	ev   tokenlysis.JobEvent
 
 	// The outcome. applied is false when the write changed nothing: a
 	// unique key already taken (create), a job missing or in another state

@@ -66,16 +66,6 @@ func (s *Store) commitWritesPostgres(ctx context.Context, now time.Time, ws []*j
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
 		b.Queue(pgPlanSettings)
-		durable := false
-		for _, w := range ws {
-			durable = durable || w.create != nil || w.durable
-		}
-		if !durable {
-			// Progress alone: do not wait for the WAL flush. A crash may
-			// lose the latest progress events with their numbers, never a
-			// state.
-			b.Queue("SET LOCAL synchronous_commit = off")
-		}
 		for _, cs := range chainSets(chains(ws)) {
 			q, args := cs.statement(now)
 			b.Queue(q, args...).Query(cs.markApplied)

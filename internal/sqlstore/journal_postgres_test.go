@@ -131,11 +131,11 @@ func TestGroupOfChains(t *testing.T) {
 				ev: tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Percent: pct, Message: msg}}
 		}
 		start := func(id string) *jobWrite {
-			return &jobWrite{id: id, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}, durable: true}
+			return &jobWrite{id: id, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted, Message: "started"}}
 		}
 		succeed := func(id string) *jobWrite {
 			return &jobWrite{id: id, kind: kindSucceed, args: []any{json.RawMessage(`{"n":1}`)},
-				ev: tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded"}, durable: true}
+				ev: tokenlysis.JobEvent{Kind: tokenlysis.EventSucceeded, Percent: 100, Message: "succeeded"}}
 		}
 		create := func(id string) *jobWrite {
 			return &jobWrite{create: &tokenlysis.Job{ID: id, Type: "system:probe", Queue: "default", Params: json.RawMessage(`{}`),
@@ -209,8 +209,8 @@ func TestGroupRequeueConflict(t *testing.T) {
 		}
 		holder := create("k")
 		group := []*jobWrite{
-			{id: other.ID, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted}, durable: true},
-			{id: refused.ID, kind: kindRequeue, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventQueued}, durable: true},
+			{id: other.ID, kind: kindStart, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventStarted}},
+			{id: refused.ID, kind: kindRequeue, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventQueued}},
 			{id: other.ID, kind: kindProgress, args: []any{10, "begun"}, ev: tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Percent: 10}},
 		}
 		s.commitGroup(ctx, group)
