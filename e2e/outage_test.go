@@ -203,3 +203,36 @@ func TestJobRunningThroughADatabaseOutageEnds(t *testing.T) {
 		t.Fatalf("%d started events for %d attempts (%s)", n, final.Attempts, kinds(replay))
 	}
 }
+
+// TestQueuedJobsSurviveARedisThatForgets: Redis restarts without
+// persistence (as the one on this machine keeps nothing on disk) while
+// jobs wait in the queue, and their tasks are gone with it. SQL is the
+// record: the worker's reconciler finds the unfinished jobs without a task
+// and enqueues them again, and each ends succeeded once.
+func TestQueuedJobsSurviveARedisThatForgets(t *testing.T) {
+	t.Parallel()
+	redis := startOwnRedis(t)
+	s := newStack(t, stackConfig{RedisURL: redis.url(), Env: map[string]string{
+		"TOKENLYSIS_RECONCILE_GRACE": "2s", "TOKENLYSIS_RECONCILE_INTERVAL": "1s",
+	}})
+	s.worker.kill(t) // nothing takes the tasks before Redis forgets them
+	var jobs []tokenlysis.Job
+	for range 3 {
+		jobs = append(jobs, s.submitProbe(probe{Steps: 2, StepMS: 10}, nil))
+	}
+	redis.kill()
+	redis.restart() // empty: the three tasks are gone
+	s.waitReady(http.StatusOK, outageBound)
+	s.startWorker()
+	for _, j := range jobs {
+		final := s.waitFinished(j.ID, 60*time.Second)
+		if final.Status != tokenlysis.JobSucceeded || final.Attempts != 1 {
+			t.Fatalf("job %s: %s after %d attempts (%q); want succeeded once", j.ID, final.Status, final.Attempts, final.Error)
+		}
+		evs := s.openEvents(j.ID, "", 10*time.Second).readAll(t, j.ID)
+		wantContiguous(t, "event log of a re-enqueued job", evs, 1, tokenlysis.EventSucceeded)
+		if n := count(evs, tokenlysis.EventSucceeded); n != 1 {
+			t.Fatalf("%d succeeded events, want 1 (%s)", n, kinds(evs))
+		}
+	}
+}

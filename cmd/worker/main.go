@@ -133,12 +133,12 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	queue := asynq.NewClientFromRedisClient(rdb)
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	reconciler := job.NewReconciler(store, queue, inspector, registry, job.ReconcilerConfig{Logger: log})
+	reconciler := job.NewReconciler(store, queue, inspector, registry, job.ReconcilerConfig{Grace: cfg.ReconcileGrace, Logger: log})
 
 	var house sync.WaitGroup
 	houseCtx, stopHouse := context.WithCancel(ctx)
 	house.Go(func() { purgeLoop(houseCtx, store, cfg.JobRetention, log) })
-	house.Go(func() { reconciler.Run(houseCtx, time.Minute) })
+	house.Go(func() { reconciler.Run(houseCtx, cfg.ReconcileInterval) })
 
 	<-ctx.Done()
 	log.Info("worker: shutting down")

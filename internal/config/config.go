@@ -49,12 +49,17 @@ type Config struct {
 	RetryBaseDelay  time.Duration // TOKENLYSIS_RETRY_BASE_DELAY
 	JobRetention    time.Duration // TOKENLYSIS_JOB_RETENTION
 	ShutdownTimeout time.Duration // TOKENLYSIS_SHUTDOWN_TIMEOUT
-	MaxBodyBytes    int64         // TOKENLYSIS_MAX_BODY_BYTES
-	SentryDSN       string        // TOKENLYSIS_SENTRY_DSN
-	LogLevel        string        // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
-	LogFormat       string        // TOKENLYSIS_LOG_FORMAT: text | json
-	WorkerMetrics   string        // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
-	MemoryLimit     int64         // TOKENLYSIS_MEMORY_LIMIT: Go soft memory limit in bytes (0 = none)
+	// TOKENLYSIS_RECONCILE_GRACE and _INTERVAL: how long an unfinished job
+	// may go unchanged before the worker checks that its task still
+	// exists, and how often it looks.
+	ReconcileGrace    time.Duration
+	ReconcileInterval time.Duration
+	MaxBodyBytes      int64  // TOKENLYSIS_MAX_BODY_BYTES
+	SentryDSN         string // TOKENLYSIS_SENTRY_DSN
+	LogLevel          string // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
+	LogFormat         string // TOKENLYSIS_LOG_FORMAT: text | json
+	WorkerMetrics     string // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
+	MemoryLimit       int64  // TOKENLYSIS_MEMORY_LIMIT: Go soft memory limit in bytes (0 = none)
 
 	CoinGeckoPlan   string // TOKENLYSIS_COINGECKO_PLAN: public | demo | pro
 	CoinGeckoKey    string // TOKENLYSIS_COINGECKO_API_KEY
@@ -137,6 +142,12 @@ func Load(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.ShutdownTimeout, err = durationVar(get, "TOKENLYSIS_SHUTDOWN_TIMEOUT", 30*time.Second); err != nil {
+		return c, err
+	}
+	if c.ReconcileGrace, err = durationVar(get, "TOKENLYSIS_RECONCILE_GRACE", time.Minute); err != nil {
+		return c, err
+	}
+	if c.ReconcileInterval, err = durationVar(get, "TOKENLYSIS_RECONCILE_INTERVAL", time.Minute); err != nil {
 		return c, err
 	}
 	maxBody, err := intVar(get, "TOKENLYSIS_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)

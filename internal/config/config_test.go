@@ -30,6 +30,9 @@ func TestLoadDefaults(t *testing.T) {
 	if c.RetryBaseDelay != 5*time.Second || c.Concurrency != 20 || c.JobRetention != 7*24*time.Hour {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
+	if c.ReconcileGrace != time.Minute || c.ReconcileInterval != time.Minute {
+		t.Fatalf("reconciler defaults: grace %v, interval %v; want 1m, 1m", c.ReconcileGrace, c.ReconcileInterval)
+	}
 }
 
 func TestLoadOverrides(t *testing.T) {
@@ -40,9 +43,14 @@ func TestLoadOverrides(t *testing.T) {
 		"TOKENLYSIS_WORKER_CONCURRENCY": "7",
 		"TOKENLYSIS_RETRY_BASE_DELAY":   "150ms",
 		"TOKENLYSIS_MEMORY_LIMIT":       "1GiB",
+		"TOKENLYSIS_RECONCILE_GRACE":    "5s",
+		"TOKENLYSIS_RECONCILE_INTERVAL": "2s",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.ReconcileGrace != 5*time.Second || c.ReconcileInterval != 2*time.Second {
+		t.Fatalf("reconciler: grace %v, interval %v; want 5s, 2s", c.ReconcileGrace, c.ReconcileInterval)
 	}
 	if c.MemoryLimit != 1<<30 {
 		t.Fatalf("MemoryLimit = %d, want 1 GiB", c.MemoryLimit)
@@ -67,6 +75,8 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"TOKENLYSIS_WORKER_CONCURRENCY": "0"}, "TOKENLYSIS_WORKER_CONCURRENCY"},
 		{map[string]string{"TOKENLYSIS_RETRY_BASE_DELAY": "soon"}, "TOKENLYSIS_RETRY_BASE_DELAY"},
 		{map[string]string{"TOKENLYSIS_LOG_LEVEL": "loud"}, "TOKENLYSIS_LOG_LEVEL"},
+		{map[string]string{"TOKENLYSIS_RECONCILE_GRACE": "-1s"}, "TOKENLYSIS_RECONCILE_GRACE"},
+		{map[string]string{"TOKENLYSIS_RECONCILE_INTERVAL": "often"}, "TOKENLYSIS_RECONCILE_INTERVAL"},
 		{map[string]string{"TOKENLYSIS_COINGECKO_PLAN": "gold"}, "TOKENLYSIS_COINGECKO_PLAN"},
 		{map[string]string{"TOKENLYSIS_MEMORY_LIMIT": "lots"}, "TOKENLYSIS_MEMORY_LIMIT"},
 		{map[string]string{"TOKENLYSIS_COINGECKO_PLAN": "pro"}, "TOKENLYSIS_COINGECKO_API_KEY"},
