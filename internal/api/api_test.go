@@ -464,6 +464,43 @@ func TestConcurrentIdempotentSubmissions(t *testing.T) {
 	}
 }
 
+// A client that already has a job's last event (a browser's EventSource
+// reconnects by itself as soon as the stream ends) is told with 204 that
+// nothing more will come, so that it stops; one that claims an event the
+// job never had is refused. Both used to get an open stream of heartbeats
+// that never ended.
+func TestEventStreamResumePoints(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	tok := tb.token(t, "resumer", "user")
+	res := tb.do(t, "POST", "/api/jobs", tok, `{"type":"system:probe","params":{"steps":1}}`)
+	id := res.json(t)["id"].(string)
+	if res := tb.do(t, "POST", "/api/jobs/"+id+"/cancel", tok, ""); res.status != 200 {
+		t.Fatalf("cancel: %d %s", res.status, res.body)
+	}
+	// Events: 1 queued, 2 canceled.
+	if res := tb.do(t, "GET", "/api/jobs/"+id+"/events", tok, "", "Last-Event-ID", "1"); res.status != 200 ||
+		!strings.Contains(string(res.body), "id: 2\nevent: canceled\n") {
+		t.Fatalf("resume after 1: %d\n%s", res.status, res.body)
+	}
+	if res := tb.do(t, "GET", "/api/jobs/"+id+"/events", tok, "", "Last-Event-ID", "2"); res.status != http.StatusNoContent || len(res.body) != 0 {
+		t.Fatalf("resume after the terminal event: %d %q, want 204 and no body", res.status, res.body)
+	}
+	if res := tb.do(t, "GET", "/api/jobs/"+id+"/events?last_event_id=2", tok, ""); res.status != http.StatusNoContent {
+		t.Fatalf("resume after the terminal event (query parameter): %d", res.status)
+	}
+	res = tb.do(t, "GET", "/api/jobs/"+id+"/events", tok, "", "Last-Event-ID", "3")
+	if res.status != 400 || res.json(t)["field"] != "Last-Event-ID" {
+		t.Fatalf("resume after an event the job never had: %d %s", res.status, res.body)
+	}
+	// A job still going: an id past its last event is refused too.
+	res = tb.do(t, "POST", "/api/jobs", tok, `{"type":"system:probe","params":{"steps":1}}`)
+	queued := res.json(t)["id"].(string)
+	res = tb.do(t, "GET", "/api/jobs/"+queued+"/events", tok, "", "Last-Event-ID", "99")
+	if res.status != 400 || res.json(t)["field"] != "Last-Event-ID" {
+		t.Fatalf("resume of a queued job after event 99: %d %s", res.status, res.body)
+	}
+}
+
 func TestMethodNotAllowed(t *testing.T) {
 	tb := setup(t, database.SQLite)
 	tok := tb.token(t, "alice", "admin")

@@ -16,7 +16,9 @@ const eventPage = 500
 // jobEvents streams a job's events over SSE: first those after
 // Last-Event-ID (all of them without it), then live ones as they happen,
 // each with its sequence number as the SSE id, in order, with no gaps and
-// no duplicates. The stream ends after a terminal event.
+// no duplicates. The stream ends after a terminal event; a client that
+// already has the terminal event gets 204 No Content (SSE's "do not
+// reconnect"), and an id past the job's last event is refused.
 //
 // Live notifications come over the events bus; SQL is the record. Any
 // notification out of order (a gap), a resync signal (missed messages) or
@@ -29,9 +31,24 @@ func (s *Server) jobEvents(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	last, err := lastEventID(c)
+	last, field, err := lastEventID(c)
 	if err != nil {
 		s.writeError(c, err)
+		return
+	}
+	switch {
+	case last > j.LastSeq:
+		// Not an id of this job's (the id of another job's event, or of a
+		// database restored from an older backup): resuming from it would
+		// skip events the client never had.
+		s.writeError(c, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: field,
+			Message: fmt.Sprintf("Must not be after the job's last event (%d).", j.LastSeq)})
+		return
+	case last == j.LastSeq && j.Status.Terminal():
+		// The client has it all, the terminal event included: a browser's
+		// EventSource reconnects by itself when a stream ends, and 204 is
+		// how SSE tells it to stop.
+		c.Status(http.StatusNoContent)
 		return
 	}
 	// Subscribe before reading SQL so nothing falls between the two.
@@ -115,22 +132,23 @@ func (s *Server) jobEvents(c *gin.Context) {
 	}
 }
 
-// lastEventID reads the SSE resume point: the Last-Event-ID header that
-// browsers send on reconnect, or the last_event_id query parameter.
-func lastEventID(c *gin.Context) (int64, error) {
+// lastEventID reads the SSE resume point, and where it came from: the
+// Last-Event-ID header that browsers send on reconnect, or the
+// last_event_id query parameter.
+func lastEventID(c *gin.Context) (id int64, field string, err error) {
 	v := c.GetHeader("Last-Event-ID")
-	field := "Last-Event-ID"
+	field = "Last-Event-ID"
 	if v == "" {
 		v, field = c.Query("last_event_id"), "last_event_id"
 	}
 	if v == "" {
-		return 0, nil
+		return 0, field, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: field, Message: "Must be a non-negative event id."}
+		return 0, field, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: field, Message: "Must be a non-negative event id."}
 	}
-	return n, nil
+	return n, field, nil
 }
 
 // startSSE answers 200 with the headers of an event stream (no caching, no
