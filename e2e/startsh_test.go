@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -52,16 +53,15 @@ func TestStartScriptStopsWhatItStarted(t *testing.T) {
 			case <-time.After(60 * time.Second):
 				t.Fatalf("start.sh still running 60s after %v", c.sig)
 			}
+			// The API, the worker and anything else it started (its
+			// supervising loop's sleep 1 may outlive it by a second).
+			names := map[int]string{}
 			for name, pid := range run.pids() {
-				if !waitGone(pid, 10*time.Second) {
-					t.Errorf("%s (pid %d) still running after start.sh ended on %v", name, pid, c.sig)
-				}
+				names[pid] = name
 			}
-			// Anything else it started (its supervising loop's sleep 1 may
-			// outlive it by a second).
 			for _, pid := range processesWithEnv(run.dataEnv) {
 				if !waitGone(pid, 10*time.Second) {
-					t.Errorf("a process started by start.sh (pid %d) still runs after it ended on %v", pid, c.sig)
+					t.Errorf("%s (pid %d), started by start.sh, still runs after it ended on %v", cmp.Or(names[pid], "a process"), pid, c.sig)
 				}
 			}
 			if conn, err := net.DialTimeout("tcp", run.addr, time.Second); err == nil {
@@ -184,10 +184,7 @@ func (r *scriptRun) read(running chan<- struct{}) {
 
 // dropOutput closes the read end of the script's output, as a tee that
 // Ctrl-C ended or a closed terminal does: its next write fails (EPIPE).
-func (r *scriptRun) dropOutput() {
-	r.reader.Close()
-	time.Sleep(100 * time.Millisecond) // the reader goroutine sees it
-}
+func (r *scriptRun) dropOutput() { r.reader.Close() }
 
 // pids are the API's and the worker's, as the script reported them.
 func (r *scriptRun) pids() map[string]int {

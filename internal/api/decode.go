@@ -21,8 +21,11 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 	default:
 		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: "Content-Type", Message: "Content-Type must be application/json."}
 	}
-	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+	tooLarge := func() error {
 		return tokenlysis.Errorf(tokenlysis.ETOOLARGE, "The request body exceeds %d bytes.", s.cfg.MaxBodyBytes)
+	}
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		return tooLarge()
 	}
 	err := strictjson.Decode(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes), v)
 	var maxErr *http.MaxBytesError
@@ -31,7 +34,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &maxErr):
-		return tokenlysis.Errorf(tokenlysis.ETOOLARGE, "The request body exceeds %d bytes.", maxErr.Limit)
+		return tooLarge()
 	case errors.As(err, &decErr):
 		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: decErr.Field, Message: decErr.Message}
 	default:

@@ -49,17 +49,15 @@ type Config struct {
 	RetryBaseDelay  time.Duration // TOKENLYSIS_RETRY_BASE_DELAY
 	JobRetention    time.Duration // TOKENLYSIS_JOB_RETENTION
 	ShutdownTimeout time.Duration // TOKENLYSIS_SHUTDOWN_TIMEOUT
-	// TOKENLYSIS_RECONCILE_GRACE and _INTERVAL: how long an unfinished job
-	// may go unchanged before the worker checks that its task still
-	// exists, and how often it looks.
-	ReconcileGrace    time.Duration
-	ReconcileInterval time.Duration
-	MaxBodyBytes      int64  // TOKENLYSIS_MAX_BODY_BYTES
-	SentryDSN         string // TOKENLYSIS_SENTRY_DSN
-	LogLevel          string // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
-	LogFormat         string // TOKENLYSIS_LOG_FORMAT: text | json
-	WorkerMetrics     string // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
-	MemoryLimit       int64  // TOKENLYSIS_MEMORY_LIMIT: Go soft memory limit in bytes (0 = none)
+	MaxBodyBytes    int64         // TOKENLYSIS_MAX_BODY_BYTES
+	SentryDSN       string        // TOKENLYSIS_SENTRY_DSN
+	LogLevel        string        // TOKENLYSIS_LOG_LEVEL: debug | info | warn | error
+	LogFormat       string        // TOKENLYSIS_LOG_FORMAT: text | json
+	WorkerMetrics   string        // TOKENLYSIS_WORKER_METRICS_ADDR: where the worker serves /metrics ("" = off)
+	MemoryLimit     int64         // TOKENLYSIS_MEMORY_LIMIT: Go soft memory limit in bytes (0 = none)
+
+	ReconcileGrace    time.Duration // TOKENLYSIS_RECONCILE_GRACE: unchanged this long, an unfinished job's task is checked
+	ReconcileInterval time.Duration // TOKENLYSIS_RECONCILE_INTERVAL: how often the worker checks
 
 	CoinGeckoPlan   string // TOKENLYSIS_COINGECKO_PLAN: public | demo | pro
 	CoinGeckoKey    string // TOKENLYSIS_COINGECKO_API_KEY
