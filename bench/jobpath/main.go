@@ -158,6 +158,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) ([]result, error)
 		fmt.Fprintf(stdout, "%s: bare %.0f/s (%s), full %.0f/s (%s); load %s\n",
 			d, r.Bare.PerSec, r.Bare.Total.Round(time.Millisecond), r.Full.PerSec, r.Full.Total.Round(time.Millisecond), r.Load)
 		fmt.Fprintf(stdout, "  CPU per task: bare %s, full %s\n", cpuLine(r.Bare, cfg.n), cpuLine(r.Full, cfg.n))
+		fmt.Fprintf(stdout, "  %s\n", budgetLine(r, cfg.n))
 		if len(r.RoundRatios) > 1 {
 			fmt.Fprintf(stdout, "  ratio of each round: %s (median %.2f)\n", formatRatios(r.RoundRatios), r.Ratio)
 			fmt.Fprintf(stdout, "  rate of each round, bare/full per s: %s\n", formatRates(r.BareRounds, r.FullRounds))
@@ -691,6 +692,26 @@ func cpuLine(r rate, n int) string {
 	per := func(g string) string { return fmt.Sprintf("%dµs", (r.CPU[g] / time.Duration(n)).Microseconds()) }
 	return fmt.Sprintf("%dµs (self %s, worker process %s, redis %s, postgres %s)", r.CPUPerTask.Microseconds(),
 		per(cpuacct.Self), per(groupWorker), per(cpuacct.Redis), per(cpuacct.Postgres))
+}
+
+// budgetLine says how much CPU a job the target leaves the full path (a
+// run bound by CPU goes as fast as its CPU per job allows, so a ratio of
+// rates r needs full ≤ bare ÷ r) and how far the full path is from it, with
+// the PostgreSQL server's share when it has one (SQLite's is the
+// benchmark's own).
+func budgetLine(r result, n int) string {
+	budget := time.Duration(float64(r.Bare.CPUPerTask) / r.Target)
+	full := r.Full.CPUPerTask
+	gap := fmt.Sprintf("%dµs over", (full - budget).Microseconds())
+	if full <= budget {
+		gap = fmt.Sprintf("%dµs under", (budget - full).Microseconds())
+	}
+	line := fmt.Sprintf("CPU budget at %.1f×: the full path may spend %dµs a job (bare ÷ %.1f); it spent %dµs, %s",
+		r.Target, budget.Microseconds(), r.Target, full.Microseconds(), gap)
+	if pg := r.Full.CPU[cpuacct.Postgres] / time.Duration(n); pg > 0 {
+		line += fmt.Sprintf(", of which postgres %dµs (without it %dµs)", pg.Microseconds(), (full - pg).Microseconds())
+	}
+	return line
 }
 
 func printTable(w io.Writer, rs []result) {

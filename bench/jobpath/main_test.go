@@ -143,3 +143,22 @@ func TestMedianOf(t *testing.T) {
 		}
 	}
 }
+
+func TestBudgetLine(t *testing.T) {
+	r := result{
+		Target: 0.8,
+		Bare:   rate{CPUPerTask: 400 * time.Microsecond},
+		Full: rate{CPUPerTask: 650 * time.Microsecond, CPU: map[string]time.Duration{
+			cpuacct.Postgres: 1200 * time.Millisecond, // 120 µs a job over 10,000 jobs
+		}},
+	}
+	want := "CPU budget at 0.8×: the full path may spend 500µs a job (bare ÷ 0.8); it spent 650µs, 150µs over, " +
+		"of which postgres 120µs (without it 530µs)"
+	if got := budgetLine(r, 10_000); got != want {
+		t.Errorf("budgetLine =\n  %s\nwant\n  %s", got, want)
+	}
+	r.Full.CPUPerTask = 450 * time.Microsecond
+	if got := budgetLine(r, 10_000); !strings.Contains(got, "it spent 450µs, 50µs under,") {
+		t.Errorf("budgetLine under the budget = %s", got)
+	}
+}
