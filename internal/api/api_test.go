@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"github.com/tokenlysis/tokenlysis/internal/job"
 	"github.com/tokenlysis/tokenlysis/internal/redistest"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 	"github.com/tokenlysis/tokenlysis/tasks"
 )
 
@@ -551,3 +553,35 @@ func TestUsers(t *testing.T) {
 		t.Fatalf("user lists users: %d", res.status)
 	}
 }
+
+// A finished job whose replay is a whole number of SQL pages (500 events)
+// ends its stream after the terminal event, as every other does.
+func TestEventStreamEndsOnAPageBoundary(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	tok := tb.token(t, "pager", "user")
+	res := tb.do(t, "POST", "/api/jobs", tok, `{"type":"system:probe","params":{"steps":1}}`)
+	id := res.json(t)["id"].(string)
+	ctx := t.Context()
+	if _, err := tb.store.StartAttempt(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 497 { // queued, started, 497 × progress, succeeded: 500
+		if _, err := tb.store.Progress(ctx, id, tokenlysis.JobEvent{Kind: tokenlysis.EventProgress, Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tb.store.Succeed(ctx, id, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{"0", "250"} {
+		res := tb.do(t, "GET", "/api/jobs/"+id+"/events", tok, "", "Last-Event-ID", from)
+		if res.status != 200 {
+			t.Fatalf("from %s: %d %s", from, res.status, tail(res.body))
+		}
+		if !strings.Contains(string(res.body), "id: 500\nevent: succeeded\n") || strings.Contains(string(res.body), "heartbeat") {
+			t.Fatalf("from %s: the stream did not end after event 500: %q", from, tail(res.body))
+		}
+	}
+}
+
+func tail(b []byte) string { return string(b[max(0, len(b)-300):]) }

@@ -58,6 +58,7 @@ func (s *Server) jobEvents(c *gin.Context) {
 	w := startSSE(c)
 
 	done := false
+	var lastKind tokenlysis.EventKind // of the last event sent
 	send := func(ev tokenlysis.JobEvent) error {
 		b, err := json.Marshal(ev)
 		if err != nil {
@@ -66,7 +67,7 @@ func (s *Server) jobEvents(c *gin.Context) {
 		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Kind, b); err != nil {
 			return err
 		}
-		last = ev.Seq
+		last, lastKind = ev.Seq, ev.Kind
 		return nil
 	}
 	// catchUp sends what SQL has after last. The stream ends at a terminal
@@ -77,16 +78,16 @@ func (s *Server) jobEvents(c *gin.Context) {
 			if err != nil {
 				return err
 			}
-			for i, ev := range evs {
+			for _, ev := range evs {
 				if err := send(ev); err != nil {
 					return err
-				}
-				if ev.Kind.Terminal() && i == len(evs)-1 && len(evs) < eventPage {
-					done = true
 				}
 			}
 			w.Flush()
 			if len(evs) < eventPage {
+				// SQL has nothing after the last event sent, which may
+				// have ended the previous (full) page.
+				done = lastKind.Terminal()
 				return nil
 			}
 		}
