@@ -585,3 +585,24 @@ func TestEventStreamEndsOnAPageBoundary(t *testing.T) {
 }
 
 func tail(b []byte) string { return string(b[max(0, len(b)-300):]) }
+
+// Retrying a job needs the permission its type needs to be submitted: a
+// subject who lost the analyst role cannot re-run its analytics jobs.
+func TestRetryNeedsTheTypesPermission(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	analyst, demoted := tb.token(t, "dana", "analyst"), tb.token(t, "dana", "user")
+	res := tb.do(t, "POST", "/api/jobs", analyst, `{"type":"market:ingest","params":{}}`)
+	if res.status != 202 {
+		t.Fatalf("submit: %d %s", res.status, res.body)
+	}
+	id := res.json(t)["id"].(string)
+	if res := tb.do(t, "POST", "/api/jobs/"+id+"/cancel", analyst, ""); res.status != 200 {
+		t.Fatalf("cancel: %d %s", res.status, res.body)
+	}
+	if res := tb.do(t, "POST", "/api/jobs/"+id+"/retry", demoted, ""); res.status != 403 {
+		t.Fatalf("retry as user: %d %s, want 403", res.status, res.body)
+	}
+	if res := tb.do(t, "POST", "/api/jobs/"+id+"/retry", analyst, ""); res.status != 202 {
+		t.Fatalf("retry as analyst: %d %s, want 202", res.status, res.body)
+	}
+}

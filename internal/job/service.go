@@ -198,6 +198,9 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 	if err != nil {
 		return j, err
 	}
+	if !s.authz.Allowed(p.Roles, spec.Permission) {
+		return j, tokenlysis.Errorf(tokenlysis.EFORBIDDEN, "Retrying %s jobs needs the %s permission.", spec.Type, spec.Permission)
+	}
 	if !j.Status.Terminal() || j.Status == tokenlysis.JobSucceeded {
 		return j, &tokenlysis.Error{Code: tokenlysis.ECONFLICT, Message: "Only failed or canceled jobs can be retried; this one is " + string(j.Status) + "."}
 	}
