@@ -117,7 +117,9 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		return c, fmt.Errorf("TOKENLYSIS_AUTH_MODE: must be %q or %q, got %q", AuthDev, AuthOIDC, c.AuthMode)
 	}
-	c.OIDCIssuer = strings.TrimRight(get("TOKENLYSIS_OIDC_ISSUER", ""), "/")
+	// Kept as given: an OIDC issuer is compared exactly, and some (Auth0,
+	// Azure AD v1) end in a slash.
+	c.OIDCIssuer = get("TOKENLYSIS_OIDC_ISSUER", "")
 	if c.AuthMode == AuthOIDC {
 		if c.OIDCIssuer == "" {
 			return c, fmt.Errorf("TOKENLYSIS_OIDC_ISSUER: required when TOKENLYSIS_AUTH_MODE=oidc")

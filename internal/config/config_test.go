@@ -55,7 +55,7 @@ func TestLoadOverrides(t *testing.T) {
 	if c.MemoryLimit != 1<<30 {
 		t.Fatalf("MemoryLimit = %d, want 1 GiB", c.MemoryLimit)
 	}
-	if c.AuthMode != AuthOIDC || c.OIDCIssuer != "https://id.example.com/realms/x" || c.Concurrency != 7 || c.RetryBaseDelay != 150*time.Millisecond {
+	if c.AuthMode != AuthOIDC || c.OIDCIssuer != "https://id.example.com/realms/x/" || c.Concurrency != 7 || c.RetryBaseDelay != 150*time.Millisecond {
 		t.Fatalf("unexpected: %+v", c)
 	}
 }
