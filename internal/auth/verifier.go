@@ -50,7 +50,7 @@ type VerifierConfig struct {
 	// "realm_access.roles" (Keycloak) descends into objects. A claim whose
 	// name itself contains dots is matched first. Default "roles".
 	RolesClaim string
-	// Leeway is the clock skew tolerated on "exp". Default 30s.
+	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat". Default 30s.
 	Leeway time.Duration
 	// HTTPClient fetches discovery and keys. Default: a client with a 10s
 	// timeout.
@@ -189,6 +189,13 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 	if err := tok.Claims(&claims); err != nil {
 		return Principal{}, unauthorized(msgInvalidToken, err)
 	}
+	// go-oidc allows 5 minutes on nbf and does not look at iat: both get
+	// exp's leeway here.
+	for _, name := range []string{"nbf", "iat"} {
+		if at, ok := claims[name].(float64); ok && time.Unix(int64(at), 0).After(now.Add(v.cfg.Leeway)) {
+			return Principal{}, unauthorized(msgInvalidToken, fmt.Errorf("token %s is in the future", name))
+		}
+	}
 	p := Principal{
 		Subject: tok.Subject,
 		Email:   stringClaim(claims, "email"),
@@ -305,7 +312,7 @@ func (v *Verifier) discover(ctx context.Context) (*verifierState, error) {
 		ClientID:             v.cfg.Audience,
 		SupportedSigningAlgs: asymmetricAlgs,
 		// go-oidc refuses exp < Now(); moving Now back by the leeway
-		// tolerates that much skew on exp (nbf keeps go-oidc's 5 minutes).
+		// tolerates that much skew on exp (Verify checks nbf and iat).
 		Now: func() time.Time { return time.Now().Add(-leeway) },
 	})
 	v.logger.Info("oidc issuer discovered", "issuer", v.cfg.Issuer, "jwks_uri", meta.JWKSURI)

@@ -548,3 +548,32 @@ func TestCachedTokenStillExpires(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// nbf and iat get the same small leeway as exp: a token not valid yet, or
+// issued in the future, is refused beyond it.
+func TestVerifyNotBeforeAndIssuedAt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, tc := range []struct {
+		name  string
+		claim string
+		at    time.Duration
+		ok    bool
+	}{
+		{"nbf within the leeway", "nbf", 10 * time.Second, true},
+		{"nbf beyond it", "nbf", 4 * time.Minute, false},
+		{"iat within the leeway", "iat", 10 * time.Second, true},
+		{"iat in the future", "iat", time.Hour, false},
+	} {
+		raw := mintWith(t, b, func(c map[string]any) { c[tc.claim] = time.Now().Add(tc.at).Unix() })
+		_, err := b.verifier.Verify(t.Context(), raw)
+		if tc.ok && err != nil {
+			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+		if !tc.ok {
+			if te := requireCode(t, err, tokenlysis.EUNAUTHORIZED); te.Message != "invalid token" {
+				t.Errorf("%s: message %q", tc.name, te.Message)
+			}
+		}
+	}
+}
