@@ -20,9 +20,10 @@ import (
 
 // keySet is the issuer's JSON Web Key Set, cached. It replaces go-oidc's
 // RemoteKeySet, which fetches the set again for every token whose signature
-// fails to verify: here only a token naming an unknown key ID triggers a
-// refresh (Verifier.Verify calls refresh), and refreshes are at most one per
-// retryInterval. VerifySignature itself never does I/O.
+// fails to verify: here a token naming an unknown key ID triggers a
+// refresh (Verifier.Verify calls refresh), and so does a cached set older
+// than the verifier's KeysMaxAge (refreshIfStale), so that withdrawn keys
+// stop verifying; refreshes are at most one per retryInterval. VerifySignature itself never does I/O.
 type keySet struct {
 	client *http.Client
 	url    string
@@ -34,6 +35,7 @@ type keySet struct {
 	fetchMu   sync.Mutex // serializes refreshes
 	lastFetch time.Time
 	lastErr   error
+	fetchedAt time.Time // of keys (guarded by mu)
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
@@ -70,6 +72,11 @@ func (k *keySet) has(kid string) bool {
 func (k *keySet) refresh(ctx context.Context) error {
 	k.fetchMu.Lock()
 	defer k.fetchMu.Unlock()
+	return k.refreshLocked(ctx)
+}
+
+// refreshLocked is refresh with fetchMu held.
+func (k *keySet) refreshLocked(ctx context.Context) error {
 	if !k.lastFetch.IsZero() && time.Since(k.lastFetch) < retryInterval {
 		return k.lastErr
 	}
@@ -80,7 +87,7 @@ func (k *keySet) refresh(ctx context.Context) error {
 		return err
 	}
 	k.mu.Lock()
-	k.keys = keys
+	k.keys, k.fetchedAt = keys, time.Now()
 	k.mu.Unlock()
 	kids := make([]string, len(keys))
 	for i, key := range keys {
@@ -88,6 +95,23 @@ func (k *keySet) refresh(ctx context.Context) error {
 	}
 	k.logger.Info("oidc keys refreshed", "jwks_uri", k.url, "kids", kids)
 	return nil
+}
+
+// refreshIfStale fetches the key set again once the cached one is older
+// than maxAge. One caller fetches (rate limited as refresh is), the others
+// go on with the cached keys meanwhile; a failed fetch keeps them, logged,
+// and is tried again after retryInterval.
+func (k *keySet) refreshIfStale(ctx context.Context, maxAge time.Duration) {
+	k.mu.RLock()
+	stale := !k.fetchedAt.IsZero() && time.Since(k.fetchedAt) > maxAge
+	k.mu.RUnlock()
+	if !stale || !k.fetchMu.TryLock() {
+		return
+	}
+	defer k.fetchMu.Unlock()
+	if err := k.refreshLocked(ctx); err != nil {
+		k.logger.Warn("oidc keys not refreshed; the cached ones stay in use", "jwks_uri", k.url, "err", err)
+	}
 }
 
 func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {

@@ -22,6 +22,7 @@ import (
 const (
 	DefaultRolesClaim = "roles"
 	DefaultLeeway     = 30 * time.Second
+	DefaultKeysMaxAge = 5 * time.Minute
 )
 
 // retryInterval bounds how often the Verifier asks the issuer for its
@@ -52,6 +53,10 @@ type VerifierConfig struct {
 	RolesClaim string
 	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat". Default 30s.
 	Leeway time.Duration
+	// KeysMaxAge is how long a fetched key set is trusted before it is
+	// fetched again, so that a key the issuer withdraws stops verifying
+	// tokens. Default 5m.
+	KeysMaxAge time.Duration
 	// HTTPClient fetches discovery and keys. Default: a client with a 10s
 	// timeout.
 	HTTPClient *http.Client
@@ -88,6 +93,7 @@ type verifierState struct {
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	cfg.RolesClaim = cmp.Or(cfg.RolesClaim, DefaultRolesClaim)
 	cfg.Leeway = cmp.Or(cfg.Leeway, DefaultLeeway)
+	cfg.KeysMaxAge = cmp.Or(cfg.KeysMaxAge, DefaultKeysMaxAge)
 	if cfg.Issuer == "" {
 		return nil, errors.New("auth: issuer is required")
 	}
@@ -151,6 +157,7 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 		return Principal{}, fail(tokenlysis.EUNAVAILABLE, msgUnavailable, err)
 	}
 	now := time.Now()
+	st.keys.refreshIfStale(ctx, v.cfg.KeysMaxAge)
 	if p, kid, ok := v.cache.get(rawToken, now); ok && st.keys.has(kid) {
 		return p, nil // verified before, and its key is still published
 	}

@@ -577,3 +577,29 @@ func TestVerifyNotBeforeAndIssuedAt(t *testing.T) {
 		}
 	}
 }
+
+// A key the issuer withdraws from its key set stops being trusted once the
+// cached set is older than KeysMaxAge, although no token names an unknown
+// key (an issuer publishing its next key beside the current one rotates
+// without any).
+func TestWithdrawnKeyIsDroppedAfterKeysMaxAge(t *testing.T) {
+	t.Parallel()
+	ti := newTestIssuer(t, jose.RS256)
+	v, err := NewVerifier(VerifierConfig{Issuer: ti.srv.URL, Audience: testAudience, KeysMaxAge: 1500 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := func(sub string) map[string]any {
+		return map[string]any{"iss": ti.srv.URL, "aud": testAudience, "sub": sub, "exp": time.Now().Add(time.Hour).Unix()}
+	}
+	first, later := ti.sign(claims("first")), ti.sign(claims("later")) // both signed with key A
+	if _, err := v.Verify(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	ti.rotate() // the key set now holds only key B
+	if _, err := v.Verify(t.Context(), later); err != nil {
+		t.Fatalf("key A refused while the cached set is fresh: %v", err)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	requireCode(t, func() error { _, err := v.Verify(t.Context(), later); return err }(), tokenlysis.EUNAUTHORIZED)
+}
