@@ -606,3 +606,32 @@ func TestRetryNeedsTheTypesPermission(t *testing.T) {
 		t.Fatalf("retry as analyst: %d %s, want 202", res.status, res.body)
 	}
 }
+
+// Media types are matched without regard to case; a body of another type
+// is 415, and nothing is submitted.
+func TestSubmitContentType(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	tok := tb.token(t, "typist", "user")
+	body := `{"type":"system:probe","params":{"steps":1}}`
+	for _, tc := range []struct {
+		ct     string
+		status int
+	}{
+		{"Application/JSON", 202},
+		{"application/json; charset=utf-8", 202},
+		{"application/problem+JSON", 202},
+		{"text/plain", 415},
+		{"application/xml", 415},
+	} {
+		res := tb.do(t, "POST", "/api/jobs", tok, body, "Content-Type", tc.ct)
+		if res.status != tc.status {
+			t.Errorf("Content-Type %q: %d %s, want %d", tc.ct, res.status, res.body, tc.status)
+		}
+		if tc.status == 415 && (res.json(t)["code"] != "unsupported_media_type" || res.json(t)["field"] != "Content-Type") {
+			t.Errorf("Content-Type %q: body %s", tc.ct, res.body)
+		}
+	}
+	if res := tb.do(t, "GET", "/api/jobs", tok, ""); !strings.Contains(string(res.body), `"id"`) || strings.Count(string(res.body), `"id"`) != 3 {
+		t.Errorf("jobs after the submissions: %s, want the 3 accepted", res.body)
+	}
+}

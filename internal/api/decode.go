@@ -12,14 +12,16 @@ import (
 
 // decodeJSON strictly decodes the request body into v: a JSON object, no
 // unknown fields, no trailing data, at most MaxBodyBytes.
-// Errors: EMALFORMED (naming the field where there is one), ETOOLARGE.
+// Errors: EMALFORMED (naming the field where there is one), ETOOLARGE,
+// EMEDIATYPE.
 func (s *Server) decodeJSON(c *gin.Context, v any) error {
 	// curl -d sends application/x-www-form-urlencoded unless told
-	// otherwise; the body is still read as JSON then.
-	switch ct := c.ContentType(); {
+	// otherwise; the body is still read as JSON then. Media types are
+	// case-insensitive.
+	switch ct := strings.ToLower(c.ContentType()); {
 	case ct == "", ct == "application/json", strings.HasSuffix(ct, "+json"), ct == "application/x-www-form-urlencoded":
 	default:
-		return &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: "Content-Type", Message: "Content-Type must be application/json."}
+		return &tokenlysis.Error{Code: tokenlysis.EMEDIATYPE, Field: "Content-Type", Message: "Content-Type must be application/json."}
 	}
 	tooLarge := func() error {
 		return tokenlysis.Errorf(tokenlysis.ETOOLARGE, "The request body exceeds %d bytes.", s.cfg.MaxBodyBytes)

@@ -13,6 +13,7 @@ var statusOf = map[string]int{
 	tokenlysis.EMALFORMED:    http.StatusBadRequest,
 	tokenlysis.EINVALID:      http.StatusUnprocessableEntity,
 	tokenlysis.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	tokenlysis.EMEDIATYPE:    http.StatusUnsupportedMediaType,
 	tokenlysis.EUNAUTHORIZED: http.StatusUnauthorized,
 	tokenlysis.EFORBIDDEN:    http.StatusForbidden,
 	tokenlysis.ENOTFOUND:     http.StatusNotFound,

@@ -16,6 +16,7 @@ const (
 	EUNAVAILABLE  = "unavailable"
 	ETOOLARGE     = "too_large"
 	EMALFORMED    = "malformed"
+	EMEDIATYPE    = "unsupported_media_type"
 )
 
 // Error is the application error. Field names the offending input field,
