@@ -28,13 +28,14 @@ type ProbePayload struct {
 const (
 	maxProbeSteps  = 10_000
 	maxProbeStepMS = 60_000
+	probeTimeout   = 2 * time.Hour
 )
 
 // ProbeSpec is the job type of the probe.
 func ProbeSpec() job.Spec {
 	return job.Spec{
 		Type: TypeProbe, Queue: job.QueueDefault, Permission: authz.JobsSubmit, MaxRetry: 3,
-		Timeout: 2 * time.Hour, Validate: validateProbe,
+		Timeout: probeTimeout, Validate: validateProbe,
 	}
 }
 
@@ -50,6 +51,9 @@ func validateProbe(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, tokenlysis.FieldErrorf("params.step_ms", "Must be from 0 to %d.", maxProbeStepMS)
 	case p.FailAt != nil && (*p.FailAt < 1 || *p.FailAt > p.Steps):
 		return nil, tokenlysis.FieldErrorf("params.fail_at", "Must be a step from 1 to steps (%d).", p.Steps)
+	case time.Duration(p.Steps)*time.Duration(p.StepMS)*time.Millisecond > probeTimeout:
+		return nil, tokenlysis.FieldErrorf("params.step_ms", "steps × step_ms must be at most %d ms (%.0f h, the probe's timeout); it is %d ms.",
+			probeTimeout.Milliseconds(), probeTimeout.Hours(), p.Steps*p.StepMS)
 	}
 	return json.Marshal(p)
 }

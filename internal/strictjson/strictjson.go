@@ -6,9 +6,16 @@
 // encoding/json names a misplaced value by its full path ("inner.n"), a
 // map's value by the map's field, and an unknown field by its key alone,
 // wherever it stands.
+//
+// Two things encoding/json lets through are refused, because a client
+// that sends them means something the server would not do: a key given
+// twice in one object (encoding/json keeps the last), and a struct field
+// written in another case ("Type" for "type", which encoding/json takes
+// as "type"). Both are named by their full path.
 package strictjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,11 +30,12 @@ type Kind int
 
 // Kinds of Error.
 const (
-	Empty    Kind = iota + 1 // no document at all
-	Syntax                   // not JSON
-	Type                     // a value of the wrong JSON type (or out of range)
-	Unknown                  // a field the Go type does not have
-	Trailing                 // more data after the object
+	Empty     Kind = iota + 1 // no document at all
+	Syntax                    // not JSON
+	Type                      // a value of the wrong JSON type (or out of range)
+	Unknown                   // a field the Go type does not have
+	Trailing                  // more data after the object
+	Duplicate                 // a key given twice in one object
 )
 
 // Error is a document that does not decode. Field is the dotted path of
@@ -50,20 +58,166 @@ func (e *Error) Error() string {
 // http.MaxBytesError) is returned as it is, as is an error of a type's own
 // UnmarshalJSON.
 func Decode(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err // r failed
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return describe(err)
 	}
 	switch _, err := dec.Token(); {
 	case err == io.EOF:
-		return nil
 	case err == nil, isSyntax(err):
 		return &Error{Kind: Trailing, Message: "Unexpected data after the JSON object."}
 	default:
-		return err // r failed
+		return err
+	}
+	return checkKeys(data, reflect.TypeOf(v))
+}
+
+// checkKeys walks the document data, which decoded into a value of type t,
+// and refuses a key given twice in one object, or written in another case
+// than the struct field it decoded into.
+func checkKeys(data []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	err := walk(dec, t, "")
+	if _, ok := err.(*Error); ok {
+		return err
+	}
+	return nil // the document decoded, so the walk cannot fail otherwise
+}
+
+var rawMessage = reflect.TypeFor[json.RawMessage]()
+
+// walk reads one value from dec, which decodes into type t (nil: a type
+// whose fields are not known, such as any or json.RawMessage), at path.
+func walk(dec *json.Decoder, t reflect.Type, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessage || (t != nil && t.Kind() == reflect.Interface) {
+		t = nil
+	}
+	switch tok {
+	case json.Delim('{'):
+		var fields map[string]reflect.Type
+		var elem reflect.Type
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.Struct:
+			fields = map[string]reflect.Type{}
+			jsonFields(t, fields)
+		case t.Kind() == reflect.Map:
+			elem = t.Elem()
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			at := join(path, key)
+			if seen[key] {
+				return &Error{Kind: Duplicate, Field: at, Message: "Given twice in the same object."}
+			}
+			seen[key] = true
+			vt := elem
+			if fields != nil {
+				ft, ok := fields[key]
+				if !ok {
+					for name := range fields {
+						if strings.EqualFold(name, key) {
+							return &Error{Kind: Unknown, Field: at, Message: fmt.Sprintf("Unknown field; did you mean %q?", name)}
+						}
+					}
+				}
+				vt = ft
+			}
+			if err := walk(dec, vt, at); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // '}'
+		return err
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := walk(dec, elem, join(path, strconv.Itoa(i))); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // ']'
+		return err
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// jsonFields adds the JSON names of struct type t's fields to fields, with
+// their types, as encoding/json names them: the tag's name, else the Go
+// name; fields of an untagged embedded struct are promoted unless a
+// shallower field has their name. A type with its own UnmarshalJSON maps
+// to nil: its keys are its own.
+func jsonFields(t reflect.Type, fields map[string]reflect.Type) {
+	var embedded []reflect.Type
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			et := ft
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				embedded = append(embedded, et)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if reflect.PointerTo(ft).Implements(unmarshaler) || ft.Implements(unmarshaler) {
+			ft = nil
+		}
+		fields[name] = ft
+	}
+	for _, et := range embedded {
+		promoted := map[string]reflect.Type{}
+		jsonFields(et, promoted)
+		for name, ft := range promoted {
+			if _, ok := fields[name]; !ok {
+				fields[name] = ft
+			}
+		}
 	}
 }
+
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
 
 func isSyntax(err error) bool {
 	var se *json.SyntaxError

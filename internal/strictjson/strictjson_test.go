@@ -1,6 +1,7 @@
 package strictjson_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -62,6 +63,11 @@ func TestDecodeRefuses(t *testing.T) {
 		{"map value", `{"meta":{"k":1}}`, strictjson.Type, "meta", "Must be a string, not a number."},
 		{"unknown field", `{"nope":1}`, strictjson.Unknown, "nope", "Unknown field."},
 		{"unknown nested field", `{"inner":{"m":1}}`, strictjson.Unknown, "m", "Unknown field."},
+		{"wrong case", `{"Name":"a"}`, strictjson.Unknown, "Name", `Unknown field; did you mean "name"?`},
+		{"nested wrong case", `{"inner":{"N":1}}`, strictjson.Unknown, "inner.N", `Unknown field; did you mean "n"?`},
+		{"duplicate key", `{"name":"a","count":1,"name":"b"}`, strictjson.Duplicate, "name", "Given twice in the same object."},
+		{"duplicate nested key", `{"inner":{"n":1,"n":2}}`, strictjson.Duplicate, "inner.n", "Given twice in the same object."},
+		{"duplicate map key", `{"meta":{"k":"v","k":"w"}}`, strictjson.Duplicate, "meta.k", "Given twice in the same object."},
 		{"trailing object", `{"name":"a"}{"name":"b"}`, strictjson.Trailing, "", "Unexpected data after the JSON object."},
 		{"trailing garbage", `{"name":"a"} x`, strictjson.Trailing, "", "Unexpected data after the JSON object."},
 	} {
@@ -98,3 +104,50 @@ func TestDecodePassesReaderErrorsThrough(t *testing.T) {
 type readCloser struct{ *strings.Reader }
 
 func (readCloser) Close() error { return nil }
+
+type Base struct {
+	ID string `json:"id"`
+}
+
+type withEmbedded struct {
+	Base
+	Extra struct {
+		Base
+	} `json:"extra"`
+	Raw  json.RawMessage `json:"raw"`
+	Any  any             `json:"any"`
+	List []inner         `json:"list"`
+}
+
+// The key checks follow encoding/json's names: promoted fields of embedded
+// structs, map keys (exact, so "k" and "K" are two keys), and values of
+// unknown shape, where only a duplicate is refused.
+func TestDecodeKeyChecks(t *testing.T) {
+	var d withEmbedded
+	ok := `{"id":"a","extra":{"id":"b"},"raw":{"X":1,"x":2},"any":{"Y":[{"y":1}]},"list":[{"n":1},{"n":2}]}`
+	if err := strictjson.Decode(strings.NewReader(ok), &d); err != nil || d.ID != "a" || d.Extra.ID != "b" {
+		t.Fatalf("Decode(%s) = %v, %+v", ok, err, d)
+	}
+	var m doc
+	if err := strictjson.Decode(strings.NewReader(`{"meta":{"k":"v","K":"w"}}`), &m); err != nil || len(m.Meta) != 2 {
+		t.Fatalf("map keys in two cases: %v, %v", err, m.Meta)
+	}
+	for _, c := range []struct {
+		body, field string
+		kind        strictjson.Kind
+	}{
+		{`{"ID":"a"}`, "ID", strictjson.Unknown},
+		{`{"extra":{"Id":"b"}}`, "extra.Id", strictjson.Unknown},
+		{`{"list":[{"n":1},{"N":2}]}`, "list.1.N", strictjson.Unknown},
+		{`{"raw":{"a":1,"a":2}}`, "raw.a", strictjson.Duplicate},
+		{`{"any":[{"b":1,"b":1}]}`, "any.0.b", strictjson.Duplicate},
+		{`{"id":"a","id":"a"}`, "id", strictjson.Duplicate},
+	} {
+		var d withEmbedded
+		err := strictjson.Decode(strings.NewReader(c.body), &d)
+		var se *strictjson.Error
+		if !errors.As(err, &se) || se.Kind != c.kind || se.Field != c.field {
+			t.Errorf("Decode(%s) = %v, want kind %v at %q", c.body, err, c.kind, c.field)
+		}
+	}
+}
