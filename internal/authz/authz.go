@@ -64,6 +64,13 @@ var (
 	QueuesManage = Permission{"queues", "manage"}
 )
 
+// Permissions returns every permission the program asks about: a policy
+// that grants another one has a typo.
+func Permissions() []Permission {
+	return []Permission{ScoresRead, JobsSubmit, JobsRead, AnalyticsSubmit, UsersManage,
+		SchedulesManage, UploadsSign, MetricsRead, JobsReadAll, QueuesManage}
+}
+
 // Config configures an Enforcer.
 type Config struct {
 	// PolicyPath, when set, names a policy file (Casbin CSV: "p, role,
@@ -175,6 +182,12 @@ func ruleFields(ptype string) (int, bool) {
 func (s *policySource) LoadPolicy(m model.Model) error {
 	sc := bufio.NewScanner(bytes.NewReader(s.data))
 	rules := 0
+	known := map[Permission]bool{}
+	for _, p := range Permissions() {
+		known[p] = true
+	}
+	roles := map[string]bool{}    // roles that are granted something or inherit
+	inherited := map[string]int{} // role → the first line that inherits it
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -183,6 +196,19 @@ func (s *policySource) LoadPolicy(m model.Model) error {
 		rule, err := parseRule(line)
 		if err != nil {
 			return fmt.Errorf("policy %s line %d: %w", s.name, n, err)
+		}
+		switch rule[0] {
+		case "p":
+			if p := (Permission{rule[2], rule[3]}); !known[p] {
+				return fmt.Errorf("policy %s line %d: unknown permission %q (object %q, action %q); the known ones are %s",
+					s.name, n, p, p.Object, p.Action, permissionList())
+			}
+			roles[rule[1]] = true
+		case "g":
+			roles[rule[1]] = true
+			if _, ok := inherited[rule[2]]; !ok {
+				inherited[rule[2]] = n
+			}
 		}
 		if err := persist.LoadPolicyArray(rule, m); err != nil {
 			return fmt.Errorf("policy %s line %d: %w", s.name, n, err)
@@ -195,7 +221,20 @@ func (s *policySource) LoadPolicy(m model.Model) error {
 	if rules == 0 {
 		return fmt.Errorf("policy %s: no rules (it would deny everything)", s.name)
 	}
+	for role, n := range inherited {
+		if !roles[role] {
+			return fmt.Errorf("policy %s line %d: role %q is inherited but grants nothing: no p rule or g rule gives it a permission", s.name, n, role)
+		}
+	}
 	return nil
+}
+
+func permissionList() string {
+	var names []string
+	for _, p := range Permissions() {
+		names = append(names, p.String())
+	}
+	return strings.Join(names, ", ")
 }
 
 // parseRule splits a CSV policy line and checks its shape.

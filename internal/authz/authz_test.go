@@ -173,6 +173,10 @@ func TestMalformedPolicy(t *testing.T) {
 		{"empty field", "p, user, , read\n", "line 1"},
 		{"unbalanced quote", "p, \"user, scores, read\n", "line 1"},
 		{"no rules", "# nothing but a comment\n\n", "no rules"},
+		// Typos grant nothing, silently, unless refused.
+		{"unknown object", "p, user, scores, read\np, admin, user, manage\n", `line 2: unknown permission "user:manage"`},
+		{"unknown action", "p, user, scores, reads\n", `line 1: unknown permission "scores:reads"`},
+		{"inherits a role that grants nothing", "p, user, scores, read\ng, analyst, usr\ng, admin, usr\n", `line 2: role "usr" is inherited but grants nothing`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
