@@ -635,3 +635,61 @@ func TestSubmitContentType(t *testing.T) {
 		t.Errorf("jobs after the submissions: %s, want the 3 accepted", res.body)
 	}
 }
+
+// An Idempotency-Key names one request: the same key from the same user
+// with another request is refused (422, as the IETF draft on the header
+// says), and nothing is created; the same request written differently is
+// a replay. On PostgreSQL the stored params come back from jsonb, spaced
+// and ordered otherwise than sent.
+func TestIdempotencyKeyReusedForAnotherRequest(t *testing.T) {
+	for _, d := range databasetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			tb := setup(t, d)
+			alice := tb.token(t, "alice", "analyst")
+			first := tb.do(t, "POST", "/api/jobs", alice, `{"type":"system:probe","params":{"steps":2,"step_ms":5}}`, "Idempotency-Key", "k1")
+			if first.status != 202 {
+				t.Fatalf("submit: %d %s", first.status, first.body)
+			}
+			id := first.json(t)["id"]
+			same := tb.do(t, "POST", "/api/jobs", alice, `{"params":{"step_ms":5, "steps":2},"type":"system:probe"}`, "Idempotency-Key", "k1")
+			if same.status != 202 || same.json(t)["id"] != id || same.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("the same request reordered: %d %s", same.status, same.body)
+			}
+			for _, other := range []string{
+				`{"type":"system:probe","params":{"steps":3,"step_ms":5}}`,
+				`{"type":"system:probe","params":{"steps":2,"step_ms":5},"max_retry":0}`,
+				`{"type":"scores:recalculate","params":{}}`,
+			} {
+				res := tb.do(t, "POST", "/api/jobs", alice, other, "Idempotency-Key", "k1")
+				p := res.json(t)
+				if res.status != 422 || p["field"] != "Idempotency-Key" || !strings.Contains(p["detail"].(string), id.(string)) {
+					t.Errorf("%s with a used key: %d %s", other, res.status, res.body)
+				}
+			}
+			if n := len(tb.do(t, "GET", "/api/jobs", alice, "").json(t)["items"].([]any)); n != 1 {
+				t.Fatalf("%d jobs, want the first only", n)
+			}
+			long := strings.Repeat("é", 101) // 202 bytes
+			if res := tb.do(t, "POST", "/api/jobs", alice, `{"type":"system:probe","params":{"steps":1}}`, "Idempotency-Key", long); res.status != 400 || !strings.Contains(res.json(t)["detail"].(string), "200 bytes") {
+				t.Errorf("a 202-byte key: %d %s", res.status, res.body)
+			}
+		})
+	}
+}
+
+// The list's type filter takes a registered type only: a misspelt one
+// would list nothing, which reads as "no such jobs".
+func TestListTypeFilter(t *testing.T) {
+	tb := setup(t, database.SQLite)
+	tok := tb.token(t, "lister", "user")
+	if res := tb.do(t, "POST", "/api/jobs", tok, `{"type":"system:probe","params":{"steps":1}}`); res.status != 202 {
+		t.Fatalf("submit: %d %s", res.status, res.body)
+	}
+	if res := tb.do(t, "GET", "/api/jobs?type=system:probe", tok, ""); res.status != 200 || len(res.json(t)["items"].([]any)) != 1 {
+		t.Fatalf("type=system:probe: %d %s", res.status, res.body)
+	}
+	res := tb.do(t, "GET", "/api/jobs?type=system:prob", tok, "")
+	if p := res.json(t); res.status != 422 || p["field"] != "type" || !strings.Contains(p["detail"].(string), "system:probe") {
+		t.Fatalf("type=system:prob: %d %s", res.status, res.body)
+	}
+}

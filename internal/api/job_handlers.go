@@ -34,7 +34,7 @@ func (s *Server) submitJob(c *gin.Context) {
 func (s *Server) submit(c *gin.Context, body submitBody) {
 	key := c.GetHeader("Idempotency-Key")
 	if len(key) > maxIdempotencyKey {
-		s.writeError(c, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: "Idempotency-Key", Message: "At most 200 characters."})
+		s.writeError(c, &tokenlysis.Error{Code: tokenlysis.EMALFORMED, Field: "Idempotency-Key", Message: "At most 200 bytes."})
 		return
 	}
 	j, created, err := s.jobs.Submit(c.Request.Context(), principal(c), job.SubmitRequest{
@@ -89,6 +89,10 @@ func (s *Server) listJobs(c *gin.Context) {
 		f.Status = &st
 	}
 	if v := c.Query("type"); v != "" {
+		if _, err := s.jobs.Registry().Lookup(v); err != nil {
+			s.writeError(c, err)
+			return
+		}
 		f.Type = &v
 	}
 	jobs, err := s.jobs.List(c.Request.Context(), principal(c), f)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -85,7 +86,8 @@ type SubmitRequest struct {
 // Submit validates req, records the job and enqueues its task. created is
 // false when the idempotency key replays an earlier submission, whose job
 // is returned.
-// Errors: EINVALID (unknown type, bad params), EFORBIDDEN, ECONFLICT (an
+// Errors: EINVALID (unknown type, bad params, an idempotency key used for
+// another request), EFORBIDDEN, ECONFLICT (an
 // identical job is already queued or running; the job returned is that
 // one), EUNAVAILABLE (database or Redis down; nothing is left behind).
 func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitRequest) (tokenlysis.Job, bool, error) {
@@ -114,9 +116,17 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitReques
 	if spec.DedupeKey != nil {
 		j.DedupeKey = spec.DedupeKey(params)
 	}
+	asked := j
 	j, created, err := s.store.CreateJob(ctx, j)
-	if err != nil || !created {
+	if err != nil {
 		return j, false, err
+	}
+	if !created {
+		if !sameRequest(j, asked) {
+			return tokenlysis.Job{}, false, tokenlysis.FieldErrorf("Idempotency-Key",
+				"This key was used for another request, which made job %s; a new request needs a new key.", j.ID)
+		}
+		return j, false, nil
 	}
 	if err := s.enqueue(ctx, spec, j); err != nil {
 		if derr := s.store.DeleteJob(context.WithoutCancel(ctx), j.ID); derr != nil {
@@ -125,6 +135,21 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitReques
 		return tokenlysis.Job{}, false, err
 	}
 	return j, true, nil
+}
+
+// sameRequest reports whether the job an idempotency key replays was made
+// by the request that asked for job a: the same type, retries and params.
+// Params are compared as JSON values, since a store may give them back
+// spaced or ordered otherwise (PostgreSQL's jsonb).
+func sameRequest(replayed, a tokenlysis.Job) bool {
+	if replayed.Type != a.Type || replayed.MaxRetry != a.MaxRetry {
+		return false
+	}
+	var x, y any
+	if json.Unmarshal(replayed.Params, &x) != nil || json.Unmarshal(a.Params, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 func (s *Service) enqueue(ctx context.Context, spec Spec, j tokenlysis.Job) error {
