@@ -76,9 +76,14 @@ func (s *Server) scoreStream(c *gin.Context) {
 	}
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	expired, stop := tokenExpiry(c)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-expired:
+			sseTokenExpired(w)
 			return
 		case payload := <-sub.C:
 			var n recalcNotice
@@ -189,10 +194,15 @@ func (s *Server) scoreSocket(c *gin.Context) {
 		}
 		return send(out)
 	}
+	expired, stop := tokenExpiry(c)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			conn.Close(websocket.StatusNormalClosure, "")
+			return
+		case <-expired:
+			conn.Close(websocket.StatusPolicyViolation, "token expired")
 			return
 		case msg := <-bad:
 			if send(wsOut{Type: "error", Error: msg}) != nil {

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -234,6 +235,27 @@ func principal(c *gin.Context) auth.Principal {
 	p, _ := c.Get(principalKey)
 	pr, _ := p.(auth.Principal)
 	return pr
+}
+
+// tokenExpiry returns a channel that fires when the request's token stops
+// being accepted (never, for a token without exp), and the function that
+// releases its timer. A stream ends then: a client that reconnects with a
+// fresh token and Last-Event-ID misses nothing, and one whose access was
+// taken away is not served for good on a token it can no longer renew.
+func tokenExpiry(c *gin.Context) (<-chan time.Time, func()) {
+	until := principal(c).ValidUntil
+	if until.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(until))
+	return t.C, func() { t.Stop() }
+}
+
+// sseTokenExpired ends an SSE stream whose token has expired with a
+// comment that says so.
+func sseTokenExpired(w gin.ResponseWriter) {
+	fmt.Fprint(w, ": token expired\n\n")
+	w.Flush()
 }
 
 func (s *Server) healthz(c *gin.Context) {

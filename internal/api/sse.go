@@ -97,9 +97,14 @@ func (s *Server) jobEvents(c *gin.Context) {
 	}
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	expired, stop := tokenExpiry(c)
+	defer stop()
 	for !done {
 		select {
 		case <-ctx.Done():
+			return
+		case <-expired:
+			sseTokenExpired(w)
 			return
 		case payload := <-sub.C:
 			var ev tokenlysis.JobEvent

@@ -209,6 +209,9 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 		Name:    cmp.Or(stringClaim(claims, "name"), stringClaim(claims, "preferred_username")),
 		Roles:   rolesFromClaims(claims, v.cfg.RolesClaim),
 	}
+	if !tok.Expiry.IsZero() {
+		p.ValidUntil = tok.Expiry.Add(v.cfg.Leeway)
+	}
 	if p.Subject == "" {
 		return Principal{}, unauthorized(msgInvalidToken, errors.New("token has no subject"))
 	}
