@@ -151,3 +151,19 @@ func TestDecodeKeyChecks(t *testing.T) {
 		}
 	}
 }
+
+type benchParams struct {
+	Steps  int  `json:"steps"`
+	StepMS int  `json:"step_ms"`
+	FailAt *int `json:"fail_at,omitempty"`
+}
+
+// BenchmarkDecode decodes a probe's params, as every submission does.
+func BenchmarkDecode(b *testing.B) {
+	for b.Loop() {
+		var p benchParams
+		if err := strictjson.Decode(strings.NewReader(`{"steps":1,"step_ms":0}`), &p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
