@@ -3,6 +3,7 @@ package strictjson_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,7 +125,7 @@ type withEmbedded struct {
 // unknown shape, where only a duplicate is refused.
 func TestDecodeKeyChecks(t *testing.T) {
 	var d withEmbedded
-	ok := `{"id":"a","extra":{"id":"b"},"raw":{"X":1,"x":2},"any":{"Y":[{"y":1}]},"list":[{"n":1},{"n":2}]}`
+	ok := `{"id":"a","extra":{"id":"b"},"raw":{"X":1,"x":2,"s":"\"x\":1,\"x\":2"},"any":{"Y":[{"y":1}],"Z":[[],{},[{"y":1}]]},"list":[{"n":1},{"n":2}]}`
 	if err := strictjson.Decode(strings.NewReader(ok), &d); err != nil || d.ID != "a" || d.Extra.ID != "b" {
 		t.Fatalf("Decode(%s) = %v, %+v", ok, err, d)
 	}
@@ -142,6 +143,14 @@ func TestDecodeKeyChecks(t *testing.T) {
 		{`{"raw":{"a":1,"a":2}}`, "raw.a", strictjson.Duplicate},
 		{`{"any":[{"b":1,"b":1}]}`, "any.0.b", strictjson.Duplicate},
 		{`{"id":"a","id":"a"}`, "id", strictjson.Duplicate},
+		// Escapes and structure inside strings do not fool the scanner.
+		{`{"raw":{"k\"}{":1,"k\u0022}{":2}}`, `raw.k"}{`, strictjson.Duplicate},
+		{`{"i\u0064":"a","id":"b"}`, "id", strictjson.Duplicate},
+		{` { "raw" : [ [ ] , { } , "}" , 1.5e3 , true , null , { "z" : 1 , "z" : 2 } ] } `, "raw.6.z", strictjson.Duplicate},
+		{`{"any":{"a":{"\\":1},"b":{"\\":1,"\\":2}}}`, `any.b.\`, strictjson.Duplicate},
+		// Past 16 keys the keys seen go in a map.
+		{`{"raw":{` + manyKeys(20) + `,"k3":0}}`, "raw.k3", strictjson.Duplicate},
+		{`{"raw":{` + manyKeys(16) + `,"k15":0}}`, "raw.k15", strictjson.Duplicate},
 	} {
 		var d withEmbedded
 		err := strictjson.Decode(strings.NewReader(c.body), &d)
@@ -158,6 +167,14 @@ type benchParams struct {
 	FailAt *int `json:"fail_at,omitempty"`
 }
 
+func manyKeys(n int) string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf(`"k%d":%d`, i, i)
+	}
+	return strings.Join(keys, ",")
+}
+
 // BenchmarkDecode decodes a probe's params, as every submission does.
 func BenchmarkDecode(b *testing.B) {
 	for b.Loop() {
@@ -166,4 +183,61 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// hasDuplicate is the reference for the scanner: a walk with
+// json.Decoder.Token that reports whether any object repeats a key.
+func hasDuplicate(t *testing.T, data string) bool {
+	dec := json.NewDecoder(strings.NewReader(data))
+	var walk func() bool
+	walk = func() bool {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("reference walk of %q: %v", data, err)
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen, dup := map[string]bool{}, false
+			for dec.More() {
+				k, _ := dec.Token()
+				dup = dup || seen[k.(string)]
+				seen[k.(string)] = true
+				dup = walk() || dup
+			}
+			dec.Token()
+			return dup
+		case json.Delim('['):
+			dup := false
+			for dec.More() {
+				dup = walk() || dup
+			}
+			dec.Token()
+			return dup
+		}
+		return false
+	}
+	return walk()
+}
+
+// The byte scanner finds a duplicate key exactly when the Token walk does,
+// whatever the document.
+func FuzzDecodeDuplicates(f *testing.F) {
+	for _, seed := range []string{`{"a":1}`, `{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"c":2}]}}`, `{"k\"":1,"k\u0022":2}`, `{"s":"{\"a\":1,\"a\":2}"}`, `{"a":[1,2,{"b":{}}],"b":null}`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		var v map[string]any
+		if json.Unmarshal([]byte(data), &v) != nil {
+			return
+		}
+		err := strictjson.Decode(strings.NewReader(data), &v)
+		var se *strictjson.Error
+		gotDup := errors.As(err, &se) && se.Kind == strictjson.Duplicate
+		if err != nil && !gotDup {
+			t.Fatalf("Decode(%q) = %v", data, err)
+		}
+		if want := hasDuplicate(t, data); gotDup != want {
+			t.Fatalf("Decode(%q): duplicate %v (%v), the reference says %v", data, gotDup, err, want)
+		}
+	})
 }
