@@ -203,13 +203,36 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (toke
 	if _, err := s.store.Cancel(ctx, id); err != nil {
 		return j, err
 	}
-	if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+	switch err := s.inspector.DeleteTask(j.Queue, id); {
+	case err == nil:
+		return s.requeueIfRetried(ctx, id)
+	case !errors.Is(err, asynq.ErrTaskNotFound):
 		// Active tasks cannot be deleted: cancel their context instead.
 		if cerr := s.inspector.CancelProcessing(id); cerr != nil {
 			s.log.Warn("job: cancel processing failed", "job_id", id, "err", cerr)
 		}
 	}
 	return s.store.FindJob(ctx, id)
+}
+
+// requeueIfRetried is the end of a cancel that deleted the job's task: a
+// retry may have come between the cancel's write and that delete, queued
+// the job again and enqueued a new task, which is the one deleted. A job
+// found queued again gets its task back (a task already there is left
+// alone); should that fail, the reconciler enqueues it after its grace.
+func (s *Service) requeueIfRetried(ctx context.Context, id string) (tokenlysis.Job, error) {
+	j, err := s.store.FindJob(ctx, id)
+	if err != nil || j.Status != tokenlysis.JobQueued {
+		return j, err
+	}
+	spec, err := s.registry.Lookup(j.Type)
+	if err == nil {
+		err = s.enqueue(ctx, spec, j)
+	}
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.Warn("job: a job retried while it was being canceled could not be enqueued again; the reconciler will", "job_id", id, "err", err)
+	}
+	return j, nil
 }
 
 // Retry runs a failed or canceled job again under the same ID.
@@ -247,6 +270,13 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 		return j, err
 	}
 	if err := s.enqueue(ctx, spec, j); err != nil {
+		if errors.Is(err, asynq.ErrTaskIDConflict) {
+			// A cancel of the previous run, racing this retry, may have
+			// enqueued the job's task already (requeueIfRetried).
+			if info, ierr := s.inspector.GetTaskInfo(j.Queue, id); ierr == nil && info.State == asynq.TaskStatePending {
+				return s.store.FindJob(ctx, id)
+			}
+		}
 		if _, ferr := s.store.FailQueued(context.WithoutCancel(ctx), id, "retry could not be enqueued"); ferr == nil {
 			s.log.Warn("job: retry not enqueued, job failed again", "job_id", id, "err", err)
 		}

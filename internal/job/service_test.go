@@ -1,0 +1,87 @@
+package job_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/tokenlysis/tokenlysis/internal/auth"
+	"github.com/tokenlysis/tokenlysis/internal/authz"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/database/databasetest"
+	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/redistest"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// hookedInspector runs before once, ahead of its first DeleteTask: what
+// another request does between a cancel's write and its delete.
+type hookedInspector struct {
+	*asynq.Inspector
+	before func()
+}
+
+func (h *hookedInspector) DeleteTask(queue, id string) error {
+	if f := h.before; f != nil {
+		h.before = nil
+		f()
+	}
+	return h.Inspector.DeleteTask(queue, id)
+}
+
+// A retry that comes between a cancel's write and the cancel's delete of
+// the task makes a new task, which that delete then removes: the job was
+// left queued without a task until the reconciler's grace (a minute) was
+// over. The cancel now puts the task back.
+func TestRetryBetweenACancelsWriteAndItsDelete(t *testing.T) {
+	db := databasetest.New(t, database.SQLite)
+	rdb := redistest.Client(t, redisDB, "servicetest")
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	store := sqlstore.New(db, sqlstore.Config{})
+	az, _ := authz.New(authz.Config{})
+	reg, err := job.NewRegistry(job.Spec{Type: "test:idle", Permission: authz.JobsSubmit,
+		Validate: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, inspector := asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb)
+	plain := job.NewService(store, client, inspector, az, reg, job.ServiceConfig{})
+	hooked := &hookedInspector{Inspector: inspector}
+	racing := job.NewService(store, client, hooked, az, reg, job.ServiceConfig{})
+	user := auth.Principal{Subject: "racer", Roles: []string{"user"}}
+	ctx := context.Background()
+
+	j, _, err := plain.Submit(ctx, user, job.SubmitRequest{Type: "test:idle", Params: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooked.before = func() {
+		if _, err := plain.Retry(ctx, user, j.ID); err != nil {
+			t.Errorf("retry between the cancel's write and its delete: %v", err)
+		}
+	}
+	if _, err := racing.Cancel(ctx, user, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	now, err := store.FindJob(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Status != tokenlysis.JobQueued {
+		t.Fatalf("status %s, want queued (the retry came last)", now.Status)
+	}
+	info, err := inspector.GetTaskInfo(j.Queue, j.ID)
+	if errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Fatal("the job is queued and its task is gone")
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != asynq.TaskStatePending {
+		t.Fatalf("task state %s, want pending", info.State)
+	}
+}
