@@ -196,29 +196,51 @@ func Open(ctx context.Context, rawURL string, opts ...Options) (*DB, error) {
 	return &DB{DB: sqlx.NewDb(sqlDB, cfg.DriverName), Dialect: cfg.Dialect}, nil
 }
 
-// maskPasswordParam matches password=… in a key/value DSN or a query string.
-var maskPasswordParam = regexp.MustCompile(`(?i)(\bpassword=)('[^']*'|[^\s&]*)`)
+// maskPasswordParam matches a key/value DSN's password (password, and
+// keys ending in it such as sslpassword), spaces around = included.
+var maskPasswordParam = regexp.MustCompile(`(?i)(\b\w*password\s*=\s*)('[^']*'|[^\s&]*)`)
 
 // MaskURL returns raw with any password replaced by "***", for logs and
 // messages. It handles URLs with and without a password (also passwords
-// with unescaped @ or /, which url.Parse rejects), password= query
-// parameters, key/value DSNs, and strings that are not URLs at all
-// (unchanged unless they contain password=). It errs on the side of hiding.
+// with unescaped @, / or ?, which url.Parse rejects or misreads),
+// password= and sslpassword= query parameters (their keys percent-encoded
+// too), key/value DSNs, and strings that are not URLs at all (unchanged
+// unless they contain password=). It errs on the side of hiding.
 func MaskURL(raw string) string {
 	s := raw
 	if i := strings.Index(s, "://"); i > 0 {
 		rest := s[i+3:]
-		q := strings.IndexByte(rest, '?')
-		if q < 0 {
-			q = len(rest)
-		}
-		// The userinfo ends at the last @ before the query, so that a
-		// password containing @ or / is hidden whole.
-		if at := strings.LastIndexByte(rest[:q], '@'); at >= 0 {
+		// The userinfo ends at the last @, so that a password holding @,
+		// / or ? is hidden whole (an @ further on, in the query, hides
+		// more than the password: never less).
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 			if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
-				s = s[:i+3] + rest[:colon+1] + "***" + rest[at:]
+				rest = rest[:colon+1] + "***" + rest[at:]
 			}
 		}
+		if q := strings.IndexByte(rest, '?'); q >= 0 {
+			rest = rest[:q+1] + maskQuery(rest[q+1:])
+		}
+		s = s[:i+3] + rest
 	}
 	return maskPasswordParam.ReplaceAllString(s, "${1}***")
+}
+
+// maskQuery hides the value of every query parameter whose key, percent-
+// decoded, names a password.
+func maskQuery(q string) string {
+	params := strings.Split(q, "&")
+	for i, p := range params {
+		k, _, ok := strings.Cut(p, "=")
+		if !ok {
+			continue
+		}
+		if dk, err := url.QueryUnescape(k); err == nil {
+			k = dk
+		}
+		if strings.Contains(strings.ToLower(k), "password") {
+			params[i] = p[:strings.IndexByte(p, '=')+1] + "***"
+		}
+	}
+	return strings.Join(params, "&")
 }

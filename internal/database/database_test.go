@@ -93,6 +93,14 @@ func TestMaskURL(t *testing.T) {
 		{"sqlite://:memory:", "sqlite://:memory:"},
 		{"host=db user=app password=s3cret dbname=x", "host=db user=app password=*** dbname=x"},
 		{"not a url", "not a url"},
+		// A ? or / in the password, which pgconn takes as it is.
+		{"postgres://app:pa?ss@127.0.0.1:1/x", "postgres://app:***@127.0.0.1:1/x"},
+		{"postgres://app:pa/ss@db/x", "postgres://app:***@db/x"},
+		{"redis://:p@ss@h/0", "redis://:***@h/0"},
+		{"postgres://db/x?sslmode=require&sslpassword=KEYPASS", "postgres://db/x?sslmode=require&sslpassword=***"},
+		{"postgres://db/x?%70assword=ENCPW&sslmode=disable", "postgres://db/x?%70assword=***&sslmode=disable"},
+		{"host=db user=app password = secretkv dbname=x", "host=db user=app password = *** dbname=x"},
+		{"host=db sslpassword='a b' dbname=x", "host=db sslpassword=*** dbname=x"},
 		{"", ""},
 	}
 	for _, tt := range tests {
