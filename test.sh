@@ -42,8 +42,35 @@ on_exit() {
 	exit "$rc"
 }
 trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+
+# The Go steps run in the background, each in a process group of its own,
+# and the script waits for them: bash runs a trap only once the foreground
+# command has ended, so a TERM would wait for the whole test run (up to
+# its 45 min timeout) with the services the script started still up. The
+# trap ends the step's group (go and the test binaries), then the EXIT
+# trap cleans up.
+CHILD=""
+on_signal() {
+	if [[ -n $CHILD ]]; then
+		kill -TERM -- "-$CHILD" 2>/dev/null || true
+		wait "$CHILD" 2>/dev/null || true
+	fi
+	exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+# step CMD... runs CMD as described above and returns its status.
+step() {
+	local rc=0
+	set -m
+	"$@" &
+	CHILD=$!
+	set +m
+	wait "$CHILD" || rc=$?
+	CHILD=""
+	return "$rc"
+}
 
 STEP="finding Go"
 svc_ensure_go
@@ -66,7 +93,7 @@ fi
 
 STEP="go vet"
 svc_log "go vet ./..."
-go vet ./...
+step go vet ./...
 
 STEP="gofmt"
 svc_log "gofmt -l"
@@ -83,5 +110,5 @@ if (($# == 0)); then
 	set -- ./...
 fi
 svc_log "go test -count=1 -timeout 45m $*"
-go test -count=1 -timeout 45m "$@"
+step go test -count=1 -timeout 45m "$@"
 STEP="nothing"

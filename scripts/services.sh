@@ -129,9 +129,25 @@ svc_url_unescape() {
 	printf '%b' "${s//%/\\x}"
 }
 
-# svc_redact URL prints URL with its password replaced by ***.
+# svc_redact URL prints URL with its password replaced by ***, as the Go
+# programs' database.MaskURL does: the userinfo ends at the last @ (a
+# password may hold @, / or ?), and the value of a query or key/value
+# parameter whose key names a password (sslpassword too) or is
+# percent-encoded is hidden. It errs on the side of hiding.
 svc_redact() {
-	sed -E 's#(://[^:/@]*:)[^@/]*@#\1***@#' <<<"$1"
+	local s=$1 scheme rest userinfo
+	if [[ $s == *://* ]]; then
+		scheme=${s%%://*}
+		rest=${s#*://}
+		if [[ $rest == *@* ]]; then
+			userinfo=${rest%@*}
+			if [[ $userinfo == *:* ]]; then
+				rest="${userinfo%%:*}:***@${rest##*@}"
+			fi
+		fi
+		s="$scheme://$rest"
+	fi
+	sed -E "s/(^|[?&[:space:]])([^=&?[:space:]]*(password|%)[^=&?[:space:]]*[[:space:]]*=[[:space:]]*)('[^']*'|[^&[:space:]]*)/\1\2***/gI" <<<"$s"
 }
 
 # svc_host_is_local succeeds for loopback host names (and an empty host).
@@ -428,7 +444,7 @@ svc_start_postgres() {
 	svc_defer svc_stop_postgres "$bindir" "$d"
 	svc_log "starting PostgreSQL on 127.0.0.1:$port (log $d/log)"
 	if ! (cd "$d" && svc_as_postgres "$bindir/pg_ctl" -D "$d/data" -l "$d/log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -k $d -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+		-o "-c listen_addresses=127.0.0.1 -p $port -k '$d' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
 		start >/dev/null); then
 		tail -n 30 "$d/log" >&2 || true
 		svc_die "PostgreSQL did not start on 127.0.0.1:$port"
