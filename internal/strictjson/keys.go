@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // checkKeys walks data, a JSON document that decoded into a value of type
@@ -27,6 +28,7 @@ type keyScanner struct {
 	data []byte
 	i    int
 	path []pathStep // to the value being read; spelt out for an error only
+	raw  int        // > 0 inside a json.RawMessage: nothing is checked
 }
 
 // pathStep is one step of the path to a value: a key or an array index.
@@ -35,18 +37,26 @@ type pathStep struct {
 	index int // when key is nil
 }
 
-// at returns the dotted path of the value being read, then key.
+// at returns the dotted path of the value being read, then key if there
+// is one.
 func (s *keyScanner) at(key []byte) string {
 	var b strings.Builder
-	for _, p := range s.path {
+	for i, p := range s.path {
+		if i > 0 {
+			b.WriteByte('.')
+		}
 		if p.key == nil {
 			b.WriteString(strconv.Itoa(p.index))
 		} else {
 			b.Write(p.key)
 		}
-		b.WriteByte('.')
 	}
-	b.Write(key)
+	if key != nil {
+		if len(s.path) > 0 {
+			b.WriteByte('.')
+		}
+		b.Write(key)
+	}
 	return b.String()
 }
 
@@ -62,31 +72,39 @@ func (s *keyScanner) skipSpace() {
 }
 
 // str reads the string at s.i (its opening quote) and returns its bytes
-// between the quotes, and whether they hold an escape.
-func (s *keyScanner) str() (raw []byte, escaped bool) {
+// between the quotes, whether they hold an escape, and whether one of
+// those is \u0000 (JSON has no raw NUL: control characters are escaped).
+func (s *keyScanner) str() (raw []byte, escaped, nul bool) {
 	s.i++ // '"'
 	start := s.i
 	for s.i < len(s.data) {
 		switch s.data[s.i] {
 		case '\\':
 			escaped = true
+			if s.i+5 < len(s.data) && s.data[s.i+1] == 'u' && string(s.data[s.i+2:s.i+6]) == "0000" {
+				nul = true
+			}
 			s.i += 2
 			continue
 		case '"':
 			raw = s.data[start:s.i]
 			s.i++
-			return raw, escaped
+			return raw, escaped, nul
 		}
 		s.i++
 	}
-	return s.data[start:], escaped
+	return s.data[start:], escaped, nul
 }
 
-// key returns the text of an object key.
-func key(raw []byte, escaped bool) string {
-	if !escaped {
-		return string(raw)
-	}
+// errNUL is the error of a string holding U+0000, which PostgreSQL cannot
+// store (in text or jsonb): refused on every engine alike.
+func (s *keyScanner) errNUL(key []byte) error {
+	return &Error{Kind: NUL, Field: s.at(key), Message: "Must not contain the NUL character (\\u0000)."}
+}
+
+// decodeKey returns the text of an object key as encoding/json reads it:
+// escapes decoded, invalid UTF-8 replaced by U+FFFD.
+func decodeKey(raw []byte) string {
 	var k string
 	_ = json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &k) // valid: it decoded
 	return k
@@ -98,6 +116,12 @@ func (s *keyScanner) value(t reflect.Type) error {
 	s.skipSpace()
 	if s.i >= len(s.data) {
 		return nil
+	}
+	if t == rawMessage {
+		// Left to whoever decodes it (a job's params, with their own
+		// Decode and their own status code).
+		s.raw++
+		defer func() { s.raw-- }()
 	}
 	t = deref(t)
 	switch s.data[s.i] {
@@ -126,7 +150,9 @@ func (s *keyScanner) value(t reflect.Type) error {
 			}
 		}
 	case '"':
-		s.str()
+		if _, _, nul := s.str(); nul && s.raw == 0 {
+			return s.errNUL(nil)
+		}
 	default: // a number, true, false or null
 		for s.i < len(s.data) && strings.IndexByte(",]} \t\n\r", s.data[s.i]) < 0 {
 			s.i++
@@ -155,9 +181,20 @@ func (s *keyScanner) object(t reflect.Type) error {
 			s.i++
 			s.skipSpace()
 		}
-		raw, escaped := s.str()
-		if escaped {
-			raw = []byte(key(raw, true))
+		raw, escaped, nul := s.str()
+		if s.raw > 0 {
+			s.skipSpace()
+			s.i++ // ':'
+			if err := s.value(nil); err != nil {
+				return err
+			}
+			continue
+		}
+		if nul {
+			return s.errNUL(raw)
+		}
+		if escaped || !utf8.Valid(raw) {
+			raw = []byte(decodeKey(raw))
 		}
 		dup := false
 		switch {
@@ -208,7 +245,10 @@ func deref(t reflect.Type) reflect.Type {
 	return t
 }
 
-var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+var (
+	unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	rawMessage  = reflect.TypeFor[json.RawMessage]()
+)
 
 // jsonName is the JSON name of a struct field as encoding/json gives it,
 // and whether it is an untagged embedded struct, whose fields are promoted.

@@ -36,6 +36,7 @@ const (
 	Unknown                   // a field the Go type does not have
 	Trailing                  // more data after the object
 	Duplicate                 // a key given twice in one object
+	NUL                       // a string holding U+0000
 )
 
 // Error is a document that does not decode. Field is the dotted path of

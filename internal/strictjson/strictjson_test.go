@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -125,9 +126,15 @@ type withEmbedded struct {
 // unknown shape, where only a duplicate is refused.
 func TestDecodeKeyChecks(t *testing.T) {
 	var d withEmbedded
-	ok := `{"id":"a","extra":{"id":"b"},"raw":{"X":1,"x":2,"s":"\"x\":1,\"x\":2"},"any":{"Y":[{"y":1}],"Z":[[],{},[{"y":1}]]},"list":[{"n":1},{"n":2}]}`
-	if err := strictjson.Decode(strings.NewReader(ok), &d); err != nil || d.ID != "a" || d.Extra.ID != "b" {
+	ok := `{"id":"a\\u0000","extra":{"id":"b"},"raw":{"X":1,"x":2,"s":"\"x\":1,\"x\":2"},"any":{"Y":[{"y":1}],"Z":[[],{},[{"y":1}]]},"list":[{"n":1},{"n":2}]}`
+	if err := strictjson.Decode(strings.NewReader(ok), &d); err != nil || d.ID != `a\u0000` || d.Extra.ID != "b" {
 		t.Fatalf("Decode(%s) = %v, %+v", ok, err, d)
+	}
+	// A json.RawMessage is left to whoever decodes it: a job's params are
+	// checked by their own Decode, and refused with their own status.
+	var r withEmbedded
+	if err := strictjson.Decode(strings.NewReader(`{"raw":{"a":1,"a":"\u0000","b":[{"c":1,"c":2}]},"id":"x"}`), &r); err != nil || r.ID != "x" {
+		t.Fatalf("a RawMessage's contents were checked: %v", err)
 	}
 	var m doc
 	if err := strictjson.Decode(strings.NewReader(`{"meta":{"k":"v","K":"w"}}`), &m); err != nil || len(m.Meta) != 2 {
@@ -140,17 +147,22 @@ func TestDecodeKeyChecks(t *testing.T) {
 		{`{"ID":"a"}`, "ID", strictjson.Unknown},
 		{`{"extra":{"Id":"b"}}`, "extra.Id", strictjson.Unknown},
 		{`{"list":[{"n":1},{"N":2}]}`, "list.1.N", strictjson.Unknown},
-		{`{"raw":{"a":1,"a":2}}`, "raw.a", strictjson.Duplicate},
+		{`{"any":{"a":1,"a":2}}`, "any.a", strictjson.Duplicate},
 		{`{"any":[{"b":1,"b":1}]}`, "any.0.b", strictjson.Duplicate},
 		{`{"id":"a","id":"a"}`, "id", strictjson.Duplicate},
 		// Escapes and structure inside strings do not fool the scanner.
-		{`{"raw":{"k\"}{":1,"k\u0022}{":2}}`, `raw.k"}{`, strictjson.Duplicate},
+		{`{"any":{"k\"}{":1,"k\u0022}{":2}}`, `any.k"}{`, strictjson.Duplicate},
 		{`{"i\u0064":"a","id":"b"}`, "id", strictjson.Duplicate},
-		{` { "raw" : [ [ ] , { } , "}" , 1.5e3 , true , null , { "z" : 1 , "z" : 2 } ] } `, "raw.6.z", strictjson.Duplicate},
+		{` { "any" : [ [ ] , { } , "}" , 1.5e3 , true , null , { "z" : 1 , "z" : 2 } ] } `, "any.6.z", strictjson.Duplicate},
 		{`{"any":{"a":{"\\":1},"b":{"\\":1,"\\":2}}}`, `any.b.\`, strictjson.Duplicate},
+		// U+0000, which PostgreSQL cannot store, in a value or a key; an
+		// escaped backslash before "u0000" is no NUL.
+		{`{"id":"a\u0000b"}`, "id", strictjson.NUL},
+		{`{"list":[{"n":1}],"any":["x",{"k":["\u0000"]}]}`, "any.1.k.0", strictjson.NUL},
+		{`{"any":{"\u0000":1}}`, `any.\u0000`, strictjson.NUL},
 		// Past 16 keys the keys seen go in a map.
-		{`{"raw":{` + manyKeys(20) + `,"k3":0}}`, "raw.k3", strictjson.Duplicate},
-		{`{"raw":{` + manyKeys(16) + `,"k15":0}}`, "raw.k15", strictjson.Duplicate},
+		{`{"any":{` + manyKeys(20) + `,"k3":0}}`, "any.k3", strictjson.Duplicate},
+		{`{"any":{` + manyKeys(16) + `,"k15":0}}`, "any.k15", strictjson.Duplicate},
 	} {
 		var d withEmbedded
 		err := strictjson.Decode(strings.NewReader(c.body), &d)
@@ -219,10 +231,29 @@ func hasDuplicate(t *testing.T, data string) bool {
 	return walk()
 }
 
-// The byte scanner finds a duplicate key exactly when the Token walk does,
+// hasNUL reports whether a decoded JSON value holds U+0000 in a string or
+// a key.
+func hasNUL(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.ContainsRune(v, 0)
+	case []any:
+		return slices.ContainsFunc(v, hasNUL)
+	case map[string]any:
+		for k, e := range v {
+			if strings.ContainsRune(k, 0) || hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// The byte scanner refuses U+0000 exactly when the document holds one,
+// and finds a duplicate key exactly when the Token walk does,
 // whatever the document.
 func FuzzDecodeDuplicates(f *testing.F) {
-	for _, seed := range []string{`{"a":1}`, `{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"c":2}]}}`, `{"k\"":1,"k\u0022":2}`, `{"s":"{\"a\":1,\"a\":2}"}`, `{"a":[1,2,{"b":{}}],"b":null}`} {
+	for _, seed := range []string{`{"a":1}`, `{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"c":2}]}}`, `{"k\"":1,"k\u0022":2}`, `{"s":"{\"a\":1,\"a\":2}"}`, `{"a":[1,2,{"b":{}}],"b":null}`, `{"a":"\u0000"}`, `{"a":"\\u0000"}`, `{"\u0000":1,"\u0000":2}`} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data string) {
@@ -230,8 +261,15 @@ func FuzzDecodeDuplicates(f *testing.F) {
 		if json.Unmarshal([]byte(data), &v) != nil {
 			return
 		}
+		nul := hasNUL(v)
 		err := strictjson.Decode(strings.NewReader(data), &v)
 		var se *strictjson.Error
+		if gotNUL := errors.As(err, &se) && se.Kind == strictjson.NUL; gotNUL || nul {
+			if gotNUL != nul {
+				t.Fatalf("Decode(%q) = %v; a NUL in the document: %v", data, err, nul)
+			}
+			return
+		}
 		gotDup := errors.As(err, &se) && se.Kind == strictjson.Duplicate
 		if err != nil && !gotDup {
 			t.Fatalf("Decode(%q) = %v", data, err)
