@@ -79,21 +79,30 @@ trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 trap 'on_signal HUP' HUP # the terminal closed
 
-# duration_secs turns a Go duration like 30s, 2m or 1m30s into whole seconds
-# (rounded up); prints nothing when it cannot.
+# duration_secs turns a Go duration (30s, 1.5m, 1h2m3.5s, 250ms, 0) into
+# whole seconds, rounded up; prints nothing when it cannot (the programs
+# then refuse the value themselves).
 duration_secs() {
-	local d=$1 total=0 n u
-	[[ $d =~ ^([0-9]+(h|m|s|ms))+$ ]] || return 0
-	while [[ $d =~ ^([0-9]+)(h|ms|m|s)(.*)$ ]]; do
-		n=$((10#${BASH_REMATCH[1]})) u=${BASH_REMATCH[2]} d=${BASH_REMATCH[3]}
-		case $u in
-		h) total=$((total + n * 3600)) ;;
-		m) total=$((total + n * 60)) ;;
-		s) total=$((total + n)) ;;
-		ms) total=$((total + (n + 999) / 1000)) ;;
-		esac
-	done
-	printf '%s\n' "$total"
+	awk -v d="$1" 'BEGIN {
+		if (d == "") exit
+		if (d == "0") { print 0; exit }
+		total = 0
+		while (d != "") {
+			if (!match(d, /^([0-9]+\.?[0-9]*|\.[0-9]+)/)) exit
+			n = substr(d, 1, RLENGTH) + 0; d = substr(d, RLENGTH + 1)
+			if (d ~ /^ns/) { f = 1e-9; d = substr(d, 3) }
+			else if (d ~ /^us/) { f = 1e-6; d = substr(d, 3) }
+			else if (index(d, "µs") == 1 || index(d, "μs") == 1) { f = 1e-6; d = substr(d, length("µs") + 1) }
+			else if (d ~ /^ms/) { f = 1e-3; d = substr(d, 3) }
+			else if (d ~ /^s/) { f = 1; d = substr(d, 2) }
+			else if (d ~ /^m/) { f = 60; d = substr(d, 2) }
+			else if (d ~ /^h/) { f = 3600; d = substr(d, 2) }
+			else exit
+			total += n * f
+		}
+		secs = int(total); if (secs < total) secs++
+		print secs
+	}'
 }
 
 shutdown_secs=$(duration_secs "${TOKENLYSIS_SHUTDOWN_TIMEOUT:-30s}")
