@@ -120,7 +120,12 @@ mkdir -p "$LOG_DIR"
 export TOKENLYSIS_REDIS_URL=${TOKENLYSIS_REDIS_URL:-redis://127.0.0.1:6379/0}
 export TOKENLYSIS_HTTP_ADDR=${TOKENLYSIS_HTTP_ADDR:-127.0.0.1:8000}
 if [[ -z ${TOKENLYSIS_MIGRATE_DATABASE_URL:-} ]]; then
-	TOKENLYSIS_MIGRATE_DATABASE_URL=${TOKENLYSIS_DATABASE_URL:-sqlite:///$TOKENLYSIS_DATA_DIR/tokenlysis.db}
+	# %, ? and # in the data directory are escaped, as database.SQLiteURL does.
+	db_path=$TOKENLYSIS_DATA_DIR/tokenlysis.db
+	db_path=${db_path//\%/%25}
+	db_path=${db_path//\?/%3F}
+	db_path=${db_path//\#/%23}
+	TOKENLYSIS_MIGRATE_DATABASE_URL=${TOKENLYSIS_DATABASE_URL:-sqlite:///$db_path}
 fi
 export TOKENLYSIS_MIGRATE_DATABASE_URL
 export TOKENLYSIS_DATABASE_URL=${TOKENLYSIS_DATABASE_URL:-$TOKENLYSIS_MIGRATE_DATABASE_URL}

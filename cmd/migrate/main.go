@@ -16,7 +16,9 @@
 //  2. TOKENLYSIS_DATABASE_URL
 //  3. the datasource of the -env entry of the -config file, in
 //     rubenv/sql-migrate's own dbconfig.yml format (dialect, datasource,
-//     dir, table), with ${VAR} references expanded from the environment
+//     dir, table), with ${VAR} references expanded from the environment;
+//     the datasource must be one of the URLs below (not the upstream
+//     CLI's key=value DSNs or bare file paths)
 //  4. the SQLite file $TOKENLYSIS_DATA_DIR/tokenlysis.db (default ./var),
 //     the application's own default database
 //
@@ -151,6 +153,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	if fs.NArg() != wantArgs {
+		for _, a := range fs.Args()[min(1, fs.NArg()):] {
+			if strings.HasPrefix(a, "-") {
+				return fmt.Errorf("%s: flag %s after the arguments: flags come first, e.g. migrate %s -dir migrations NAME", cmd, a, cmd)
+			}
+		}
 		if cmd == "new" {
 			return errors.New("new: want exactly one NAME, e.g. migrate new add_scores")
 		}
@@ -271,7 +278,7 @@ func resolveURL(configPath string, configExplicit bool, envName string, getenv f
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", envDataDir, err)
 	}
-	return "default (" + envDataDir + "/tokenlysis.db)", "sqlite:///" + filepath.Join(dataDir, "tokenlysis.db"), nil
+	return "default (" + envDataDir + "/tokenlysis.db)", database.SQLiteURL(filepath.Join(dataDir, "tokenlysis.db")), nil
 }
 
 // dbEnv is one environment of a dbconfig.yml, in rubenv/sql-migrate's format.

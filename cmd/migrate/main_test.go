@@ -371,6 +371,10 @@ func TestRun_New(t *testing.T) {
 			t.Errorf("run %v: no error", args)
 		}
 	}
+	// A flag after NAME is not read as a flag: the error says so.
+	if err := b.run("new", "add_z", "-dir", dir); err == nil || !strings.Contains(err.Error(), "flags come first") {
+		t.Errorf("new NAME -dir DIR: %v, want a message that flags come first", err)
+	}
 }
 
 func TestRun_Usage(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
 
 // Environments.
@@ -62,7 +65,7 @@ type Config struct {
 	CoinGeckoPlan   string // TOKENLYSIS_COINGECKO_PLAN: public | demo | pro
 	CoinGeckoKey    string // TOKENLYSIS_COINGECKO_API_KEY
 	CoinGeckoURL    string // TOKENLYSIS_COINGECKO_BASE_URL ("" = the plan's)
-	CoinGeckoRate   int    // TOKENLYSIS_COINGECKO_RATE_PER_MINUTE (0 = the plan's)
+	CoinGeckoRate   int    // TOKENLYSIS_COINGECKO_RATE_PER_MINUTE (unset: 0, the plan's rate)
 	CoinGeckoBudget int    // TOKENLYSIS_COINGECKO_MONTHLY_BUDGET (0 = the plan's, -1 = unlimited)
 	MarketRetries   int    // TOKENLYSIS_MARKET_MAX_RETRIES: HTTP retries of the market APIs (0 = none)
 	FearGreedURL    string // TOKENLYSIS_FNG_BASE_URL
@@ -92,9 +95,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.DataDir, err = filepath.Abs(get("TOKENLYSIS_DATA_DIR", "./var")); err != nil {
 		return c, fmt.Errorf("TOKENLYSIS_DATA_DIR: %w", err)
 	}
-	c.DatabaseURL = get("TOKENLYSIS_DATABASE_URL", "sqlite:///"+filepath.Join(c.DataDir, "tokenlysis.db"))
-	if !strings.HasPrefix(c.DatabaseURL, "sqlite://") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		return c, fmt.Errorf("TOKENLYSIS_DATABASE_URL: must start with sqlite://, postgres:// or postgresql://")
+	c.DatabaseURL = get("TOKENLYSIS_DATABASE_URL", database.SQLiteURL(filepath.Join(c.DataDir, "tokenlysis.db")))
+	if _, err := database.ParseURL(c.DatabaseURL); err != nil {
+		return c, fmt.Errorf("TOKENLYSIS_DATABASE_URL: %s", tokenlysis.ErrorMessage(err))
 	}
 
 	c.RedisURL = get("TOKENLYSIS_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -242,7 +245,7 @@ func sizeVar(get func(string, string) string, name string, def int64) (int64, er
 		}
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("%s: must be a size such as 256MiB, 1GiB or a number of bytes, or off", name)
 	}
 	return n * mult, nil

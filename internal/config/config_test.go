@@ -33,6 +33,16 @@ func TestLoadDefaults(t *testing.T) {
 	if c.ReconcileGrace != time.Minute || c.ReconcileInterval != time.Minute {
 		t.Fatalf("reconciler defaults: grace %v, interval %v; want 1m, 1m", c.ReconcileGrace, c.ReconcileInterval)
 	}
+
+	// A data directory whose name holds URL characters gives a database
+	// URL that names it.
+	c, err = Load(env(map[string]string{"TOKENLYSIS_DATA_DIR": "/srv/a#b%41"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "sqlite:////srv/a%23b%2541/tokenlysis.db"; c.DatabaseURL != want {
+		t.Fatalf("DatabaseURL = %q, want %q", c.DatabaseURL, want)
+	}
 }
 
 func TestLoadOverrides(t *testing.T) {
@@ -68,6 +78,10 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"TOKENLYSIS_ENV": "staging"}, "TOKENLYSIS_ENV"},
 		{map[string]string{"TOKENLYSIS_HTTP_ADDR": "8000"}, "TOKENLYSIS_HTTP_ADDR"},
 		{map[string]string{"TOKENLYSIS_DATABASE_URL": "mysql://x"}, "TOKENLYSIS_DATABASE_URL"},
+		{map[string]string{"TOKENLYSIS_DATABASE_URL": "sqlite://foo.db"}, "TOKENLYSIS_DATABASE_URL: sqlite database URL \"sqlite://foo.db\" names a host"},
+		{map[string]string{"TOKENLYSIS_DATABASE_URL": "postgres://app:pw@db:notaport/x"}, "TOKENLYSIS_DATABASE_URL: invalid postgres"},
+		{map[string]string{"TOKENLYSIS_MEMORY_LIMIT": "17179869184GiB"}, "TOKENLYSIS_MEMORY_LIMIT"},
+		{map[string]string{"TOKENLYSIS_MEMORY_LIMIT": "8589934592GiB"}, "TOKENLYSIS_MEMORY_LIMIT"},
 		{map[string]string{"TOKENLYSIS_REDIS_URL": "http://x"}, "TOKENLYSIS_REDIS_URL"},
 		{map[string]string{"TOKENLYSIS_ENV": "production", "TOKENLYSIS_AUTH_MODE": "dev"}, "dev mode is refused"},
 		{map[string]string{"TOKENLYSIS_ENV": "production"}, "TOKENLYSIS_OIDC_ISSUER: required"},

@@ -95,6 +95,7 @@ func parseSQLite(raw string) (Config, error) {
 		return Config{Dialect: SQLite, DriverName: sqliteDriver, DSN: "file::memory:?" + sqlitePragmas}, nil
 	}
 	if strings.ContainsAny(rest, "?#") {
+		// A ? or # in a file name is written %3F or %23 (SQLiteURL does).
 		return Config{}, tokenlysis.Errorf(tokenlysis.EINVALID, "sqlite database URL %q: query parameters and fragments are not supported (the driver options are fixed)", raw)
 	}
 	if !strings.HasPrefix(rest, "/") {
@@ -103,11 +104,28 @@ func parseSQLite(raw string) (Config, error) {
 		}
 		return Config{}, tokenlysis.Errorf(tokenlysis.EINVALID, "sqlite database URL %q names a host: use sqlite:///relative/path.db or sqlite:////absolute/path.db", raw)
 	}
-	path := rest[1:] // sqlite:///a.db → "a.db"; sqlite:////srv/a.db → "/srv/a.db"
+	path, err := url.PathUnescape(rest[1:]) // sqlite:///a.db → "a.db"; sqlite:////srv/a.db → "/srv/a.db"
+	if err != nil {
+		return Config{}, tokenlysis.Errorf(tokenlysis.EINVALID, "sqlite database URL %q: bad percent-escape in the path (write %% as %%25)", raw)
+	}
 	if path == "" || strings.HasSuffix(path, "/") {
 		return Config{}, tokenlysis.Errorf(tokenlysis.EINVALID, "sqlite database URL %q has no file path: use sqlite:///relative/path.db or sqlite:////absolute/path.db", raw)
 	}
-	return Config{Dialect: SQLite, DriverName: sqliteDriver, DSN: "file:" + path + "?" + sqlitePragmas, Path: path}, nil
+	// SQLite's file: URI decodes %XX and ends the name at ? or #.
+	return Config{Dialect: SQLite, DriverName: sqliteDriver, DSN: "file:" + escapeSQLitePath(path) + "?" + sqlitePragmas, Path: path}, nil
+}
+
+// SQLiteURL returns the sqlite:// URL of the database file at path
+// (relative to the working directory, or absolute), which ParseURL reads
+// back as path whatever characters it holds.
+func SQLiteURL(path string) string {
+	return "sqlite:///" + escapeSQLitePath(path)
+}
+
+// escapeSQLitePath escapes the characters that end or change a path in a
+// URL: %, ? and #.
+func escapeSQLitePath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
 }
 
 // DB is a connection pool with the dialect it speaks. Queries are written

@@ -32,6 +32,14 @@ func TestParseURL(t *testing.T) {
 			Dialect: database.SQLite, DriverName: "sqlite", Path: "/srv/data/tokenlysis.db", DSN: "file:/srv/data/tokenlysis.db" + sqlitePragmas}},
 		{"sqlite://:memory:", database.Config{
 			Dialect: database.SQLite, DriverName: "sqlite", DSN: "file::memory:" + sqlitePragmas}},
+		// The path is percent-decoded once, and escaped again for
+		// SQLite's file: URI, which decodes %XX itself.
+		{"sqlite:////d/a%23b%3Fc%25d 1.db", database.Config{
+			Dialect: database.SQLite, DriverName: "sqlite", Path: "/d/a#b?c%d 1.db", DSN: "file:/d/a%23b%3Fc%25d 1.db" + sqlitePragmas}},
+		{database.SQLiteURL("/d/a#b?c%41d.db"), database.Config{
+			Dialect: database.SQLite, DriverName: "sqlite", Path: "/d/a#b?c%41d.db", DSN: "file:/d/a%23b%3Fc%2541d.db" + sqlitePragmas}},
+		{database.SQLiteURL("rel/x.db"), database.Config{
+			Dialect: database.SQLite, DriverName: "sqlite", Path: "rel/x.db", DSN: "file:rel/x.db" + sqlitePragmas}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -60,6 +68,7 @@ func TestParseURL_Invalid(t *testing.T) {
 		{"sqlite://", "no file path", ""},
 		{"sqlite://host/x.db", "host", ""},
 		{"sqlite:///x.db?mode=ro", "query", ""},
+		{"sqlite:///x%zz.db", "percent", ""},
 		{"postgres://app:secret@db:notaport/x", "postgres", "secret"},
 	}
 	for _, tt := range tests {
@@ -150,6 +159,24 @@ func TestOpen_SQLiteCreatesParentDirectory(t *testing.T) {
 	}
 	if got := db.Stats().MaxOpenConnections; got < 2 {
 		t.Errorf("MaxOpenConnections = %d, want a pool of several connections for a file database", got)
+	}
+}
+
+// A data directory whose name holds #, ? or % works: the file is made
+// where its name says, not where a decoding of it points.
+func TestOpen_SQLitePathWithURLCharacters(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "a#b?c%41d")
+	db, err := database.Open(context.Background(), database.SQLiteURL(filepath.Join(dir, "t.db")))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("PRAGMA user_version = 7"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "t.db")); err != nil {
+		t.Fatalf("the database file is not where its URL says: %v", err)
 	}
 }
 
