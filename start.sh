@@ -163,7 +163,11 @@ done
 redis_url=$TOKENLYSIS_REDIS_URL
 svc_url_parse "$redis_url" 6379 || svc_die "TOKENLYSIS_REDIS_URL is not a redis:// URL: $redis_url"
 redis_host=$SVC_URL_HOST redis_port=$SVC_URL_PORT redis_password=$SVC_URL_PASSWORD
-if svc_port_open "${redis_host:-127.0.0.1}" "$redis_port"; then
+redis_mode=${TOKENLYSIS_REDIS_MODE:-single}
+if [[ $redis_mode != single ]]; then
+	# A Sentinel or a Cluster is the operator's: the programs check it.
+	svc_log "using the Redis $redis_mode at $(svc_redact "$redis_url") (TOKENLYSIS_REDIS_MODE=$redis_mode)"
+elif svc_port_open "${redis_host:-127.0.0.1}" "$redis_port"; then
 	svc_redis_check "$redis_url" ||
 		svc_die "something listens on $redis_host:$redis_port but does not answer PING with the credentials of TOKENLYSIS_REDIS_URL"
 	svc_log "using the Redis that answers at $redis_host:$redis_port"

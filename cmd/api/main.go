@@ -19,7 +19,6 @@ import (
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"github.com/tokenlysis/tokenlysis/internal/api"
 	"github.com/tokenlysis/tokenlysis/internal/auth"
 	"github.com/tokenlysis/tokenlysis/internal/authz"
@@ -64,11 +63,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer db.Close()
 
-	rOpts, redisOpt, err := cfg.Redis()
+	redisOpt, err := cfg.Redis()
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(rOpts)
+	rdb := redisOpt.NewClient()
 	defer rdb.Close()
 	queue := asynq.NewClientFromRedisClient(rdb)
 	inspector := asynq.NewInspectorFromRedisClient(rdb)

@@ -63,11 +63,11 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	defer db.Close()
 
-	rOpts, redisOpt, err := cfg.Redis()
+	redisOpt, err := cfg.Redis()
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(rOpts)
+	rdb := redisOpt.NewClient()
 	defer rdb.Close()
 	bus := events.NewBus(rdb, events.Config{Channel: cfg.EventsChannel(), Logger: log})
 	defer bus.Flush(context.WithoutCancel(ctx)) // what the last commits announced

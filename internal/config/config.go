@@ -5,6 +5,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,7 @@ type Config struct {
 	DataDir         string        // TOKENLYSIS_DATA_DIR, absolute
 	DatabaseURL     string        // TOKENLYSIS_DATABASE_URL
 	RedisURL        string        // TOKENLYSIS_REDIS_URL
+	RedisMode       string        // TOKENLYSIS_REDIS_MODE: single | sentinel | cluster
 	RedisPrefix     string        // TOKENLYSIS_REDIS_PREFIX: prefix of Tokenlysis' own keys and channels
 	AuthMode        string        // TOKENLYSIS_AUTH_MODE: dev | oidc
 	OIDCIssuer      string        // TOKENLYSIS_OIDC_ISSUER
@@ -103,6 +105,13 @@ func Load(getenv func(string) string) (Config, error) {
 	c.RedisURL = get("TOKENLYSIS_REDIS_URL", "redis://127.0.0.1:6379/0")
 	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		return c, fmt.Errorf("TOKENLYSIS_REDIS_URL: must be a redis:// or rediss:// URL")
+	}
+	c.RedisMode = get("TOKENLYSIS_REDIS_MODE", RedisSingle)
+	if c.RedisMode != RedisSingle && c.RedisMode != RedisSentinel && c.RedisMode != RedisCluster {
+		return c, fmt.Errorf("TOKENLYSIS_REDIS_MODE: must be single, sentinel or cluster, got %q", c.RedisMode)
+	}
+	if _, err := c.Redis(); err != nil {
+		return c, err
 	}
 	c.RedisPrefix = get("TOKENLYSIS_REDIS_PREFIX", "tokenlysis:")
 
@@ -284,18 +293,58 @@ func (c Config) ApplyRuntime() {
 	}
 }
 
-// Redis returns the options of TOKENLYSIS_REDIS_URL for go-redis and for
-// asynq's server and inspector UI.
-func (c Config) Redis() (*redis.Options, asynq.RedisConnOpt, error) {
-	opt, err := redis.ParseURL(c.RedisURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+// Redis modes (TOKENLYSIS_REDIS_MODE): how TOKENLYSIS_REDIS_URL is read.
+const (
+	RedisSingle   = "single"   // one server: redis://[:password@]host:port/db
+	RedisSentinel = "sentinel" // a master found through Sentinel: redis://[sentinel-user:sentinel-password@]sentinel:26379/db?master_name=NAME&addr=sentinel2:26379&password=…
+	RedisCluster  = "cluster"  // a Redis Cluster: redis://[user:password@]node:6379?addr=node2:6379&addr=node3:6379
+)
+
+// RedisConn says how to reach Redis: one server, the master that
+// Sentinel names, or a Cluster. It is also asynq's connection option
+// (asynq.RedisConnOpt) for the worker's server and the queues dashboard,
+// each of which makes its own client.
+type RedisConn struct {
+	single   *redis.Options
+	failover *redis.FailoverOptions
+	cluster  *redis.ClusterOptions
+}
+
+var _ asynq.RedisConnOpt = RedisConn{}
+
+// NewClient returns a new client; the caller closes it.
+func (r RedisConn) NewClient() redis.UniversalClient {
+	switch {
+	case r.failover != nil:
+		return redis.NewFailoverClient(r.failover)
+	case r.cluster != nil:
+		return redis.NewClusterClient(r.cluster)
 	}
-	connOpt, err := asynq.ParseRedisURI(c.RedisURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("TOKENLYSIS_REDIS_URL: %w", err)
+	return redis.NewClient(r.single)
+}
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (r RedisConn) MakeRedisClient() any { return r.NewClient() }
+
+// Redis returns how to reach the Redis of TOKENLYSIS_REDIS_URL, read as
+// TOKENLYSIS_REDIS_MODE says.
+func (c Config) Redis() (RedisConn, error) {
+	var r RedisConn
+	var err error
+	switch c.RedisMode {
+	case RedisSentinel:
+		if r.failover, err = redis.ParseFailoverURL(c.RedisURL); err == nil && r.failover.MasterName == "" {
+			err = errors.New("sentinel mode needs the master's name: ?master_name=NAME")
+		}
+	case RedisCluster:
+		r.cluster, err = redis.ParseClusterURL(c.RedisURL)
+	default:
+		r.single, err = redis.ParseURL(c.RedisURL)
 	}
-	return opt, connOpt, nil
+	if err != nil {
+		return RedisConn{}, fmt.Errorf("TOKENLYSIS_REDIS_URL (TOKENLYSIS_REDIS_MODE=%s): %w", c.RedisMode, err)
+	}
+	return r, nil
 }
 
 // DevKeyPath is where dev mode keeps its token signing key.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,6 +71,38 @@ func TestLoadOverrides(t *testing.T) {
 	}
 }
 
+// Each Redis mode reads its own URL form, and gives asynq a connection
+// option that makes clients of the right kind.
+func TestRedisModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode, url string
+		client    string // the client's type
+	}{
+		{"", "redis://127.0.0.1:6379/3", "*redis.Client"},
+		{"sentinel", "redis://:spw@s1:26379/2?master_name=mymaster&addr=s2:26379&password=mpw", "*redis.Client"},
+		{"cluster", "redis://n1:6379?addr=n2:6379&addr=n3:6379", "*redis.ClusterClient"},
+	} {
+		c, err := Load(env(map[string]string{"TOKENLYSIS_REDIS_MODE": tc.mode, "TOKENLYSIS_REDIS_URL": tc.url}))
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.mode, tc.url, err)
+		}
+		conn, err := c.Redis()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb := conn.NewClient()
+		if got := fmt.Sprintf("%T", rdb); got != tc.client {
+			t.Errorf("%s: client %s, want %s", tc.mode, got, tc.client)
+		}
+		rdb.Close()
+		made := conn.MakeRedisClient()
+		if got := fmt.Sprintf("%T", made); got != tc.client {
+			t.Errorf("%s: asynq's client %s, want %s", tc.mode, got, tc.client)
+		}
+		made.(interface{ Close() error }).Close()
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
@@ -83,6 +116,10 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"TOKENLYSIS_MEMORY_LIMIT": "17179869184GiB"}, "TOKENLYSIS_MEMORY_LIMIT"},
 		{map[string]string{"TOKENLYSIS_MEMORY_LIMIT": "8589934592GiB"}, "TOKENLYSIS_MEMORY_LIMIT"},
 		{map[string]string{"TOKENLYSIS_REDIS_URL": "http://x"}, "TOKENLYSIS_REDIS_URL"},
+		{map[string]string{"TOKENLYSIS_REDIS_MODE": "ring"}, "TOKENLYSIS_REDIS_MODE: must be single, sentinel or cluster"},
+		{map[string]string{"TOKENLYSIS_REDIS_MODE": "sentinel", "TOKENLYSIS_REDIS_URL": "redis://s1:26379/0"}, "TOKENLYSIS_REDIS_URL (TOKENLYSIS_REDIS_MODE=sentinel): sentinel mode needs the master's name"},
+		{map[string]string{"TOKENLYSIS_REDIS_URL": "redis://h:6379/0?master_name=m"}, "TOKENLYSIS_REDIS_URL (TOKENLYSIS_REDIS_MODE=single)"},
+		{map[string]string{"TOKENLYSIS_REDIS_MODE": "cluster", "TOKENLYSIS_REDIS_URL": "redis://n1:6379?addr=n2:6379&bogus=1"}, "TOKENLYSIS_REDIS_URL (TOKENLYSIS_REDIS_MODE=cluster)"},
 		{map[string]string{"TOKENLYSIS_ENV": "production", "TOKENLYSIS_AUTH_MODE": "dev"}, "dev mode is refused"},
 		{map[string]string{"TOKENLYSIS_ENV": "production"}, "TOKENLYSIS_OIDC_ISSUER: required"},
 		{map[string]string{"TOKENLYSIS_AUTH_MODE": "oidc", "TOKENLYSIS_OIDC_ISSUER": "ftp://x"}, "TOKENLYSIS_OIDC_ISSUER"},
