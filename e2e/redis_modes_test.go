@@ -40,6 +40,50 @@ func TestStackOnRedisSentinel(t *testing.T) {
 	}
 }
 
+// TestStackFollowsASentinelFailover: the master dies in the middle of a
+// job; the sentinel promotes its replica, and the programs, which know
+// only the sentinel, carry on with it: the job ends succeeded, once.
+func TestStackFollowsASentinelFailover(t *testing.T) {
+	t.Parallel()
+	master := startOwnRedis(t)
+	replica := startOwnRedis(t)
+	rc := redis.NewClient(&redis.Options{Addr: replica.addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	if err := rc.SlaveOf(ctx, "127.0.0.1", strconv.Itoa(master.port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(startTimeout); ; time.Sleep(50 * time.Millisecond) {
+		info, _ := rc.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never synced:\n%s", info)
+		}
+	}
+	sentinel := startOwnSentinel(t, "failover-master", master.port, "sentinel down-after-milliseconds failover-master 1000", "sentinel failover-timeout failover-master 5000")
+	s := newStack(t, stackConfig{
+		RedisURL: fmt.Sprintf("redis://127.0.0.1:%d/0?master_name=failover-master", sentinel),
+		Env:      map[string]string{"TOKENLYSIS_REDIS_MODE": "sentinel", "TOKENLYSIS_RECONCILE_INTERVAL": "1s", "TOKENLYSIS_RECONCILE_GRACE": "2s"},
+	})
+	j := s.submitProbe(probe{Steps: 30, StepMS: 300}, nil)
+	s.waitJob(j.ID, "running", 30*time.Second, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+	master.kill()
+	done := s.waitFinished(j.ID, 90*time.Second)
+	if done.Status != tokenlysis.JobSucceeded {
+		t.Fatalf("job %s ended %s after the failover: %s", j.ID, done.Status, done.Error)
+	}
+	if info, _ := rc.Info(ctx, "replication").Result(); !strings.Contains(info, "role:master") {
+		t.Fatalf("the replica was not promoted:\n%s", info)
+	}
+	evs := s.openEvents(j.ID, "", 30*time.Second).readAll(t, j.ID)
+	if got := count(evs, tokenlysis.EventSucceeded); got != 1 {
+		t.Fatalf("%d succeeded events: %s", got, kinds(evs))
+	}
+	t.Logf("events across the failover: %s", kinds(evs))
+}
+
 // TestStackOnRedisCluster: three masters sharing the 16384 slots; asynq's
 // keys, Tokenlysis' own keys and the events channel spread over them.
 func TestStackOnRedisCluster(t *testing.T) {
@@ -83,7 +127,7 @@ func runProbeLive(t *testing.T, s *stack) {
 // startOwnSentinel starts a Redis Sentinel (redis-server in sentinel mode)
 // that watches the master at masterPort under name, and returns its port
 // once it knows the master.
-func startOwnSentinel(t *testing.T, name string, masterPort int) int {
+func startOwnSentinel(t *testing.T, name string, masterPort int, extra ...string) int {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -91,7 +135,11 @@ func startOwnSentinel(t *testing.T, name string, masterPort int) int {
 	}
 	port := freePort(t)
 	conf := filepath.Join(t.TempDir(), "sentinel.conf") // sentinel rewrites it: it must be its own
-	text := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n", port, name, masterPort, name)
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 1\n", port, name, masterPort)
+	if len(extra) == 0 {
+		extra = []string{"sentinel down-after-milliseconds " + name + " 5000"}
+	}
+	text += strings.Join(extra, "\n") + "\n"
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
