@@ -135,7 +135,7 @@ func startOwnSentinel(t *testing.T, name string, masterPort int, extra ...string
 	}
 	port := freePort(t)
 	conf := filepath.Join(t.TempDir(), "sentinel.conf") // sentinel rewrites it: it must be its own
-	text := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 1\n", port, name, masterPort)
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n", port, filepath.Dir(conf), name, masterPort)
 	if len(extra) == 0 {
 		extra = []string{"sentinel down-after-milliseconds " + name + " 5000"}
 	}

@@ -16,6 +16,7 @@ import (
 type ownRedis struct {
 	t    *testing.T
 	port int
+	dir  string // its working directory
 	proc *proc
 	runs int
 }
@@ -27,7 +28,7 @@ func startOwnRedis(t *testing.T) *ownRedis {
 	if err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install -y redis-server): %v", err)
 	}
-	r := &ownRedis{t: t, port: freePort(t)}
+	r := &ownRedis{t: t, port: freePort(t), dir: t.TempDir()}
 	r.start(path)
 	return r
 }
@@ -35,8 +36,10 @@ func startOwnRedis(t *testing.T) *ownRedis {
 func (r *ownRedis) start(path string) {
 	r.t.Helper()
 	r.runs++
+	// --dir: a replica saves the copy its master sends, whatever --save
+	// says; it must not land in the source tree.
 	r.proc = startProc(r.t, fmt.Sprintf("redis-%d", r.runs), path, os.Environ(), nil,
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
 	waitTCP(r.t, r.addr(), startTimeout)
 }
 

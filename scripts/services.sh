@@ -135,7 +135,7 @@ svc_url_unescape() {
 # parameter whose key names a password (sslpassword too) or is
 # percent-encoded is hidden. It errs on the side of hiding.
 svc_redact() {
-	local s=$1 scheme rest userinfo
+	local s=$1 scheme rest userinfo query
 	if [[ $s == *://* ]]; then
 		scheme=${s%%://*}
 		rest=${s#*://}
@@ -145,9 +145,16 @@ svc_redact() {
 				rest="${userinfo%%:*}:***@${rest##*@}"
 			fi
 		fi
-		s="$scheme://$rest"
+		if [[ $rest == *\?* ]]; then
+			query=$(sed -E 's/(^|&)([^=&]*(password|%)[^=&]*=)[^&]*/\1\2***/gI' <<<"${rest#*\?}")
+			rest="${rest%%\?*}?$query"
+		fi
+		printf '%s\n' "$scheme://$rest"
+		return
 	fi
-	sed -E "s/(^|[?&[:space:]])([^=&?[:space:]]*(password|%)[^=&?[:space:]]*[[:space:]]*=[[:space:]]*)('[^']*'|[^&[:space:]]*)/\1\2***/gI" <<<"$s"
+	# A key/value DSN: a quoted value may hold \', an unquoted one ends at
+	# white space.
+	sed -E "s/(^|[[:space:]])([^=[:space:]]*password[[:space:]]*=[[:space:]]*)('([^'\\\\]|\\\\.)*'|[^[:space:]]*)/\\1\\2***/gI" <<<"$s"
 }
 
 # svc_host_is_local succeeds for loopback host names (and an empty host).

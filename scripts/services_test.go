@@ -23,6 +23,8 @@ func TestRedactAgreesWithMaskURL(t *testing.T) {
 		{"postgres://db/x?sslmode=require&sslpassword=KEYPASS", "KEYPASS"},
 		{"postgres://db/x?%70assword=ENCPW", "ENCPW"},
 		{"host=db user=app password = secretkv dbname=x", "secretkv"},
+		{`host=db password='a b\' c d' dbname=x`, "c d"},
+		{"host=db password=SECRET5&x dbname=x", "&x"},
 		{"redis://127.0.0.1:6379/0", ""},
 		{"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", ""},
 		{"sqlite:////srv/data/tokenlysis.db", ""},

@@ -29,6 +29,7 @@ const (
 	maxProbeSteps  = 10_000
 	maxProbeStepMS = 60_000
 	probeTimeout   = 2 * time.Hour
+	maxProbeSleep  = probeTimeout - time.Minute // what the steps may sleep in all
 )
 
 // ProbeSpec is the job type of the probe.
@@ -51,9 +52,9 @@ func validateProbe(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, tokenlysis.FieldErrorf("params.step_ms", "Must be from 0 to %d.", maxProbeStepMS)
 	case p.FailAt != nil && (*p.FailAt < 1 || *p.FailAt > p.Steps):
 		return nil, tokenlysis.FieldErrorf("params.fail_at", "Must be a step from 1 to steps (%d).", p.Steps)
-	case time.Duration(p.Steps)*time.Duration(p.StepMS)*time.Millisecond > probeTimeout:
-		return nil, tokenlysis.FieldErrorf("params.step_ms", "steps × step_ms must be at most %d ms (%.0f h, the probe's timeout); it is %d ms.",
-			probeTimeout.Milliseconds(), probeTimeout.Hours(), p.Steps*p.StepMS)
+	case time.Duration(p.Steps)*time.Duration(p.StepMS)*time.Millisecond > maxProbeSleep:
+		return nil, tokenlysis.FieldErrorf("params.step_ms", "steps × step_ms must be at most %d ms (1 h 59 min: the probe's timeout is 2 h, and its reports take time too); it is %d ms.",
+			maxProbeSleep.Milliseconds(), p.Steps*p.StepMS)
 	}
 	return json.Marshal(p)
 }

@@ -22,9 +22,9 @@ func TestSpecsValidate(t *testing.T) {
 	}{
 		{TypeProbe, `{"steps":2}`, "", `{"steps":2,"step_ms":0}`},
 		{TypeProbe, `{"steps":2,"fail_at":0}`, "params.fail_at", ""},
-		{TypeProbe, `{"steps":120,"step_ms":60000}`, "", ""},               // 2 h: the timeout, just
-		{TypeProbe, `{"steps":121,"step_ms":60000}`, "params.step_ms", ""}, // past its 2 h timeout
-		{TypeProbe, `{"steps":10000,"step_ms":721}`, "params.step_ms", ""}, // 2 h 0 min 10 s
+		{TypeProbe, `{"steps":119,"step_ms":60000}`, "", ""},               // 1 h 59 min: a minute left for the reports
+		{TypeProbe, `{"steps":120,"step_ms":60000}`, "params.step_ms", ""}, // 2 h: the timeout would end it
+		{TypeProbe, `{"steps":10000,"step_ms":715}`, "params.step_ms", ""}, // 1 h 59 min 10 s
 		{TypeProbe, `{"Steps":2}`, "params.Steps", ""},                     // wrong case
 		{TypeProbe, `{"steps":2,"steps":3}`, "params.steps", ""},           // given twice
 		{TypeRecalculate, `{}`, "", `{}`},

@@ -70,7 +70,7 @@ production:
 func TestResolveURL(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	defaultURL := "sqlite:///" + filepath.Join(dataDir, "tokenlysis.db")
+	defaultURL := database.SQLiteURL(filepath.Join(dataDir, "tokenlysis.db"))
 	tests := []struct {
 		name       string
 		env        map[string]string
@@ -318,7 +318,7 @@ func TestRun_DefaultSQLiteInDataDir(t *testing.T) {
 	if !strings.Contains(b.stderr.String(), "migrate: using default") {
 		t.Errorf("stderr = %q", b.stderr)
 	}
-	assertApplied(t, "sqlite:///"+path, len(recordIDs(t, database.SQLite)))
+	assertApplied(t, database.SQLiteURL(path), len(recordIDs(t, database.SQLite)))
 }
 
 func TestRun_New(t *testing.T) {

@@ -7,7 +7,9 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,8 +188,9 @@ func (s *policySource) LoadPolicy(m model.Model) error {
 	for _, p := range Permissions() {
 		known[p] = true
 	}
-	roles := map[string]bool{}    // roles that are granted something or inherit
-	inherited := map[string]int{} // role → the first line that inherits it
+	granted := map[string]bool{}     // roles a p rule grants something
+	parents := map[string][]string{} // role → the roles it inherits (g)
+	inherited := map[string]int{}    // role → the first line that inherits it
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -203,9 +206,9 @@ func (s *policySource) LoadPolicy(m model.Model) error {
 				return fmt.Errorf("policy %s line %d: unknown permission %q (object %q, action %q); the known ones are %s",
 					s.name, n, p, p.Object, p.Action, permissionList())
 			}
-			roles[rule[1]] = true
+			granted[rule[1]] = true
 		case "g":
-			roles[rule[1]] = true
+			parents[rule[1]] = append(parents[rule[1]], rule[2])
 			if _, ok := inherited[rule[2]]; !ok {
 				inherited[rule[2]] = n
 			}
@@ -221,12 +224,32 @@ func (s *policySource) LoadPolicy(m model.Model) error {
 	if rules == 0 {
 		return fmt.Errorf("policy %s: no rules (it would deny everything)", s.name)
 	}
-	for role, n := range inherited {
-		if !roles[role] {
-			return fmt.Errorf("policy %s line %d: role %q is inherited but grants nothing: no p rule or g rule gives it a permission", s.name, n, role)
+	byLine := slices.SortedFunc(maps.Keys(inherited), func(a, b string) int { return inherited[a] - inherited[b] })
+	for _, role := range byLine {
+		if n := inherited[role]; !grantsSomething(role, granted, parents, map[string]bool{}) {
+			return fmt.Errorf("policy %s line %d: role %q is inherited but grants nothing: no p rule gives it, or a role it inherits, a permission", s.name, n, role)
 		}
 	}
 	return nil
+}
+
+// grantsSomething reports whether a p rule grants role, or a role it
+// inherits (through any number of g rules), a permission. seen breaks
+// cycles (g, a, b with g, b, a grants nothing).
+func grantsSomething(role string, granted map[string]bool, parents map[string][]string, seen map[string]bool) bool {
+	if granted[role] {
+		return true
+	}
+	if seen[role] {
+		return false
+	}
+	seen[role] = true
+	for _, p := range parents[role] {
+		if grantsSomething(p, granted, parents, seen) {
+			return true
+		}
+	}
+	return false
 }
 
 func permissionList() string {

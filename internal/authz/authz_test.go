@@ -176,6 +176,7 @@ func TestMalformedPolicy(t *testing.T) {
 		// Typos grant nothing, silently, unless refused.
 		{"unknown object", "p, user, scores, read\np, admin, user, manage\n", `line 2: unknown permission "user:manage"`},
 		{"unknown action", "p, user, scores, reads\n", `line 1: unknown permission "scores:reads"`},
+		{"inherits a cycle that grants nothing", "p, user, scores, read\ng, admin, a\ng, a, b\ng, b, a\n", `role "a" is inherited but grants nothing`},
 		{"inherits a role that grants nothing", "p, user, scores, read\ng, analyst, usr\ng, admin, usr\n", `line 2: role "usr" is inherited but grants nothing`},
 	}
 	for _, tt := range tests {

@@ -216,7 +216,9 @@ func Open(ctx context.Context, rawURL string, opts ...Options) (*DB, error) {
 
 // maskPasswordParam matches a key/value DSN's password (password, and
 // keys ending in it such as sslpassword), spaces around = included.
-var maskPasswordParam = regexp.MustCompile(`(?i)(\b\w*password\s*=\s*)('[^']*'|[^\s&]*)`)
+// A quoted value may hold \' (libpq's escape); an unquoted one ends at
+// white space only.
+var maskPasswordParam = regexp.MustCompile(`(?i)(\b\w*password\s*=\s*)('(?:\\.|[^'\\])*'|\S*)`)
 
 // MaskURL returns raw with any password replaced by "***", for logs and
 // messages. It handles URLs with and without a password (also passwords
@@ -239,9 +241,9 @@ func MaskURL(raw string) string {
 		if q := strings.IndexByte(rest, '?'); q >= 0 {
 			rest = rest[:q+1] + maskQuery(rest[q+1:])
 		}
-		s = s[:i+3] + rest
+		return s[:i+3] + rest
 	}
-	return maskPasswordParam.ReplaceAllString(s, "${1}***")
+	return maskPasswordParam.ReplaceAllString(s, "${1}***") // a key/value DSN
 }
 
 // maskQuery hides the value of every query parameter whose key, percent-

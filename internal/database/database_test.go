@@ -110,6 +110,8 @@ func TestMaskURL(t *testing.T) {
 		{"postgres://db/x?%70assword=ENCPW&sslmode=disable", "postgres://db/x?%70assword=***&sslmode=disable"},
 		{"host=db user=app password = secretkv dbname=x", "host=db user=app password = *** dbname=x"},
 		{"host=db sslpassword='a b' dbname=x", "host=db sslpassword=*** dbname=x"},
+		{`host=db password='a b\' c d' dbname=x`, "host=db password=*** dbname=x"},
+		{"host=db password=SECRET5&x dbname=x", "host=db password=*** dbname=x"},
 		{"", ""},
 	}
 	for _, tt := range tests {
@@ -123,7 +125,7 @@ func TestOpen_SQLiteCreatesParentDirectory(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "nested", "dir", "tokenlysis.db")
-	db, err := database.Open(ctx, "sqlite:///"+path)
+	db, err := database.Open(ctx, database.SQLiteURL(path))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -217,7 +219,7 @@ func TestOpen_Postgres(t *testing.T) {
 
 func TestOpen_Options(t *testing.T) {
 	t.Parallel()
-	db, err := database.Open(context.Background(), "sqlite:///"+filepath.Join(t.TempDir(), "x.db"), database.Options{MaxOpenConns: 3})
+	db, err := database.Open(context.Background(), database.SQLiteURL(filepath.Join(t.TempDir(), "x.db")), database.Options{MaxOpenConns: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

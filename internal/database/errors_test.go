@@ -123,7 +123,7 @@ func TestIsUnavailable_SQLite(t *testing.T) {
 	t.Run("database is locked is not unavailable", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "locked.db")
-		db, err := database.Open(ctx, "sqlite:///"+path)
+		db, err := database.Open(ctx, database.SQLiteURL(path))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -145,11 +146,40 @@ func sameRequest(replayed, a tokenlysis.Job) bool {
 	if replayed.Type != a.Type || replayed.MaxRetry != a.MaxRetry {
 		return false
 	}
-	var x, y any
-	if json.Unmarshal(replayed.Params, &x) != nil || json.Unmarshal(a.Params, &y) != nil {
-		return false
+	x, errx := jsonValue(replayed.Params)
+	y, erry := jsonValue(a.Params)
+	return errx == nil && erry == nil && reflect.DeepEqual(x, y)
+}
+
+// jsonValue decodes b with integers as int64, so that those past 2^53
+// compare exactly, and other numbers as float64, whatever their spelling
+// (jsonb writes 1e3 as 1000).
+func jsonValue(b json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return numbers(v), err
+}
+
+func numbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		f, _ := v.Float64()
+		return f
+	case []any:
+		for i := range v {
+			v[i] = numbers(v[i])
+		}
+	case map[string]any:
+		for k := range v {
+			v[k] = numbers(v[k])
+		}
 	}
-	return reflect.DeepEqual(x, y)
+	return v
 }
 
 func (s *Service) enqueue(ctx context.Context, spec Spec, j tokenlysis.Job) error {
@@ -272,8 +302,11 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 	if err := s.enqueue(ctx, spec, j); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			// A cancel of the previous run, racing this retry, may have
-			// enqueued the job's task already (requeueIfRetried).
-			if info, ierr := s.inspector.GetTaskInfo(j.Queue, id); ierr == nil && info.State == asynq.TaskStatePending {
+			// enqueued the job's task already (requeueIfRetried), and a
+			// worker may be running it by now: any task not done with is
+			// this run's (the previous run's was deleted above).
+			if info, ierr := s.inspector.GetTaskInfo(j.Queue, id); ierr == nil &&
+				info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted {
 				return s.store.FindJob(ctx, id)
 			}
 		}

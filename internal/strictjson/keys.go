@@ -117,6 +117,9 @@ func (s *keyScanner) value(t reflect.Type) error {
 	if s.i >= len(s.data) {
 		return nil
 	}
+	for t != nil && t.Kind() == reflect.Pointer && t.Elem() == rawMessage {
+		t = t.Elem()
+	}
 	if t == rawMessage {
 		// Left to whoever decodes it (a job's params, with their own
 		// Decode and their own status code).

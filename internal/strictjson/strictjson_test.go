@@ -116,9 +116,10 @@ type withEmbedded struct {
 	Extra struct {
 		Base
 	} `json:"extra"`
-	Raw  json.RawMessage `json:"raw"`
-	Any  any             `json:"any"`
-	List []inner         `json:"list"`
+	Raw  json.RawMessage  `json:"raw"`
+	PRaw *json.RawMessage `json:"praw"`
+	Any  any              `json:"any"`
+	List []inner          `json:"list"`
 }
 
 // The key checks follow encoding/json's names: promoted fields of embedded
@@ -133,7 +134,7 @@ func TestDecodeKeyChecks(t *testing.T) {
 	// A json.RawMessage is left to whoever decodes it: a job's params are
 	// checked by their own Decode, and refused with their own status.
 	var r withEmbedded
-	if err := strictjson.Decode(strings.NewReader(`{"raw":{"a":1,"a":"\u0000","b":[{"c":1,"c":2}]},"id":"x"}`), &r); err != nil || r.ID != "x" {
+	if err := strictjson.Decode(strings.NewReader(`{"raw":{"a":1,"a":"\u0000","b":[{"c":1,"c":2}]},"praw":{"a":1,"a":2},"id":"x"}`), &r); err != nil || r.ID != "x" {
 		t.Fatalf("a RawMessage's contents were checked: %v", err)
 	}
 	var m doc

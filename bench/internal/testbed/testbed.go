@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg Config) (_ *Bed, err error) {
 
 	switch cfg.Dialect {
 	case database.SQLite:
-		b.DatabaseURL = "sqlite:///" + filepath.Join(b.Dir, "tokenlysis.db")
+		b.DatabaseURL = database.SQLiteURL(filepath.Join(b.Dir, "tokenlysis.db"))
 	case database.Postgres:
 		if b.DatabaseURL, err = b.createPostgres(ctx, DatabasePrefix+suffix, cfg.SynchronousCommit); err != nil {
 			return nil, err

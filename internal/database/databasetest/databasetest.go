@@ -105,7 +105,7 @@ func NewURL(t testing.TB, d database.Dialect) string {
 	t.Helper()
 	switch d {
 	case database.SQLite:
-		return "sqlite:///" + filepath.Join(t.TempDir(), "tokenlysis.db")
+		return database.SQLiteURL(filepath.Join(t.TempDir(), "tokenlysis.db"))
 	case database.Postgres:
 		return newPostgresDatabase(t)
 	}
