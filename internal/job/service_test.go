@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/tokenlysis/tokenlysis/internal/auth"
@@ -83,5 +84,96 @@ func TestRetryBetweenACancelsWriteAndItsDelete(t *testing.T) {
 	}
 	if info.State != asynq.TaskStatePending {
 		t.Fatalf("task state %s, want pending", info.State)
+	}
+}
+
+// hookedQueue runs before once, ahead of its first enqueue.
+type hookedQueue struct {
+	job.Queue
+	before func()
+}
+
+func (h *hookedQueue) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	if f := h.before; f != nil {
+		h.before = nil
+		f()
+	}
+	return h.Queue.EnqueueContext(ctx, task, opts...)
+}
+
+// The other ordering of the race: the cancel's requeueIfRetried enqueues
+// the job's task before the retry does, and a worker has taken it by the
+// time the retry's own enqueue meets it (ErrTaskIDConflict). That task is
+// the retry's run: the retry succeeds, and the job is not failed.
+func TestRetryFindsItsTaskAlreadyRunning(t *testing.T) {
+	db := databasetest.New(t, database.SQLite)
+	rdb := redistest.Client(t, redisDB, "servicetest")
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	store := sqlstore.New(db, sqlstore.Config{})
+	az, _ := authz.New(authz.Config{})
+	reg, err := job.NewRegistry(job.Spec{Type: "test:idle", Permission: authz.JobsSubmit,
+		Validate: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, inspector := asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb)
+	plain := job.NewService(store, client, inspector, az, reg, job.ServiceConfig{})
+	queue := &hookedQueue{Queue: client}
+	racing := job.NewService(store, queue, inspector, az, reg, job.ServiceConfig{})
+	user := auth.Principal{Subject: "racer", Roles: []string{"user"}}
+	ctx := context.Background()
+
+	j, _, err := plain.Submit(ctx, user, job.SubmitRequest{Type: "test:idle", Params: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Cancel(ctx, user, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A worker that holds whatever task it takes.
+	release := make(chan struct{})
+	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
+	srv := asynq.NewServer(redisOpt, asynq.Config{Concurrency: 1, TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("test:idle", func(ctx context.Context, _ *asynq.Task) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(release); srv.Shutdown() })
+
+	queue.before = func() {
+		// What the racing cancel does: the job is queued again, so it
+		// enqueues the task; then a worker takes it.
+		if _, err := client.EnqueueContext(ctx, asynq.NewTask(j.Type, j.Params), asynq.TaskID(j.ID), asynq.Queue(j.Queue)); err != nil {
+			t.Errorf("the cancel's enqueue: %v", err)
+			return
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if info, err := inspector.GetTaskInfo(j.Queue, j.ID); err == nil && info.State == asynq.TaskStateActive {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Error("the worker never took the task")
+				return
+			}
+		}
+	}
+	got, err := racing.Retry(ctx, user, j.ID)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if got.Status != tokenlysis.JobQueued {
+		t.Fatalf("status %s after the retry, want queued", got.Status)
+	}
+	if now, _ := store.FindJob(ctx, j.ID); now.Status == tokenlysis.JobFailed {
+		t.Fatalf("the job was failed while its task runs: %s", now.Error)
 	}
 }
