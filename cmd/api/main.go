@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	registry = registry.WithQueuePrefix(cfg.RedisPrefix)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

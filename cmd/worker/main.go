@@ -85,6 +85,12 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	obs := newAttemptObserver(reg, reporter)
 	runner := job.NewRunner(store, job.RunnerConfig{Logger: log, Observer: obs})
 
+	registry, err := job.NewRegistry(tasks.Specs()...)
+	if err != nil {
+		return err
+	}
+	registry = registry.WithQueuePrefix(cfg.RedisPrefix)
+
 	srv := asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		// Poll idle queues often: a job submitted to an idle worker starts
@@ -93,7 +99,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		// Retries wait in asynq's retry set until the forwarder moves them;
 		// check at least as often as the shortest retry delay.
 		DelayedTaskCheckInterval: max(min(cfg.RetryBaseDelay, 5*time.Second), 50*time.Millisecond),
-		Queues:                   map[string]int{job.QueueCritical: 6, job.QueueDefault: 3, job.QueueLow: 1},
+		Queues:                   registry.QueueWeights(),
 		RetryDelayFunc:           retryDelay(cfg.RetryBaseDelay),
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{log},
@@ -126,11 +132,6 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		go metricsSrv.Serve(ln)
 	}
 
-	registry, err := job.NewRegistry(tasks.Specs()...)
-	if err != nil {
-		srv.Shutdown()
-		return err
-	}
 	queue := asynq.NewClientFromRedisClient(rdb)
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	reconciler := job.NewReconciler(store, queue, inspector, registry, job.ReconcilerConfig{Grace: cfg.ReconcileGrace, Logger: log})

@@ -71,7 +71,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 	}
 	var missing []tokenlysis.Job
 	for _, j := range jobs {
-		_, err := r.tasks.GetTaskInfo(j.Queue, j.ID)
+		_, err := r.tasks.GetTaskInfo(r.registry.TaskQueue(j), j.ID)
 		if err == nil || !(errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) {
 			continue // the task is there (or Redis cannot tell now)
 		}
@@ -101,7 +101,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 			continue
 		}
 		task := asynq.NewTask(j.Type, j.Params)
-		_, err = r.queue.EnqueueContext(ctx, task, asynq.TaskID(j.ID), asynq.Queue(spec.Queue),
+		_, err = r.queue.EnqueueContext(ctx, task, asynq.TaskID(j.ID), asynq.Queue(r.registry.TaskQueue(j)),
 			asynq.MaxRetry(max(j.MaxRetry-j.Attempts, 0)), asynq.Timeout(spec.Timeout))
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			continue

@@ -39,7 +39,45 @@ type Spec struct {
 
 // Registry is the set of job types the API accepts and the worker runs.
 type Registry struct {
-	specs map[string]Spec
+	specs       map[string]Spec
+	queuePrefix string
+}
+
+// queueWeights are the worker's priorities: of ten dequeues, six look at
+// critical first, three at default, one at low.
+var queueWeights = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+
+// WithQueuePrefix returns the registry with its asynq queues named prefix
+// + name ("tokenlysis:default"): asynq's own keys cannot be prefixed, and
+// two deployments on one Redis database (a Redis Cluster has only one)
+// whose queues had the same names would take each other's tasks.
+func (r *Registry) WithQueuePrefix(prefix string) *Registry {
+	return &Registry{specs: r.specs, queuePrefix: prefix}
+}
+
+// Queue returns the asynq queue of spec s: its Queue, prefixed. A job
+// records it as its queue.
+func (r *Registry) Queue(s Spec) string { return r.queuePrefix + s.Queue }
+
+// TaskQueue returns the asynq queue of job j's task: its type's queue
+// under this registry's prefix (which a job of an earlier version, queued
+// without a prefix, is moved to by the reconciler), or for a type the
+// registry does not know the queue j records.
+func (r *Registry) TaskQueue(j tokenlysis.Job) string {
+	if s, ok := r.specs[j.Type]; ok {
+		return r.Queue(s)
+	}
+	return j.Queue
+}
+
+// QueueWeights returns the asynq queues the worker serves, with their
+// priorities (asynq.Config.Queues).
+func (r *Registry) QueueWeights() map[string]int {
+	w := make(map[string]int, len(queueWeights))
+	for q, n := range queueWeights {
+		w[r.queuePrefix+q] = n
+	}
+	return w
 }
 
 // NewRegistry returns a registry of specs, with defaults filled in.

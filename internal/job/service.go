@@ -111,7 +111,7 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, req SubmitReques
 		maxRetry = *req.MaxRetry
 	}
 	j := tokenlysis.Job{
-		ID: newID(), Type: spec.Type, Queue: spec.Queue, Params: params,
+		ID: newID(), Type: spec.Type, Queue: s.registry.Queue(spec), Params: params,
 		MaxRetry: maxRetry, SubmittedBy: p.Subject, IdempotencyKey: req.IdempotencyKey,
 	}
 	if spec.DedupeKey != nil {
@@ -184,7 +184,7 @@ func numbers(v any) any {
 
 func (s *Service) enqueue(ctx context.Context, spec Spec, j tokenlysis.Job) error {
 	task := asynq.NewTask(j.Type, j.Params)
-	_, err := s.queue.EnqueueContext(ctx, task, asynq.TaskID(j.ID), asynq.Queue(spec.Queue),
+	_, err := s.queue.EnqueueContext(ctx, task, asynq.TaskID(j.ID), asynq.Queue(s.registry.TaskQueue(j)),
 		asynq.MaxRetry(j.MaxRetry), asynq.Timeout(spec.Timeout))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue %s: %w: %w", j.ID, tokenlysis.Errorf(tokenlysis.ECONFLICT, "The job's previous run is still stopping; try again in a moment."), err)
@@ -233,7 +233,7 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (toke
 	if _, err := s.store.Cancel(ctx, id); err != nil {
 		return j, err
 	}
-	switch err := s.inspector.DeleteTask(j.Queue, id); {
+	switch err := s.inspector.DeleteTask(s.registry.TaskQueue(j), id); {
 	case err == nil:
 		return s.requeueIfRetried(ctx, id)
 	case !errors.Is(err, asynq.ErrTaskNotFound):
@@ -285,12 +285,12 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 	// The previous run's task must be gone before the ID is used again: a
 	// canceled run may still be stopping on a worker; a failed one stays
 	// archived in asynq.
-	info, err := s.inspector.GetTaskInfo(j.Queue, id)
+	info, err := s.inspector.GetTaskInfo(s.registry.TaskQueue(j), id)
 	switch {
 	case err == nil && info.State == asynq.TaskStateActive:
 		return j, tokenlysis.Errorf(tokenlysis.ECONFLICT, "The job's previous run is still stopping; try again in a moment.")
 	case err == nil:
-		if err := s.inspector.DeleteTask(j.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		if err := s.inspector.DeleteTask(s.registry.TaskQueue(j), id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return j, fmt.Errorf("delete previous task: %w: %w", tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The job queue is unavailable."), err)
 		}
 	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
@@ -305,7 +305,7 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (token
 			// enqueued the job's task already (requeueIfRetried), and a
 			// worker may be running it by now: any task not done with is
 			// this run's (the previous run's was deleted above).
-			if info, ierr := s.inspector.GetTaskInfo(j.Queue, id); ierr == nil &&
+			if info, ierr := s.inspector.GetTaskInfo(s.registry.TaskQueue(j), id); ierr == nil &&
 				info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted {
 				return s.store.FindJob(ctx, id)
 			}
