@@ -146,7 +146,15 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	stopHouse()
 	house.Wait()
 	srv.Shutdown() // waits for running tasks up to ShutdownTimeout, then requeues them
-	runner.Wait()  // the successes still being recorded
+	// The attempts' writes (successes still being recorded), and handlers
+	// that went on past the timeout, for a little longer.
+	waited := make(chan struct{})
+	go func() { runner.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		log.Warn("worker: attempts still running 10 s after the shutdown timeout; exiting without them (their tasks were requeued)")
+	}
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -15,11 +16,13 @@ import (
 type ReconcileStore interface {
 	StaleJobs(ctx context.Context, before time.Time, limit int) ([]tokenlysis.Job, error)
 	FindJob(ctx context.Context, id string) (tokenlysis.Job, error)
+	Fail(ctx context.Context, id, errMsg string) (tokenlysis.JobEvent, error)
 }
 
-// TaskFinder looks a task up (an *asynq.Inspector).
+// TaskFinder looks a task up and deletes one (an *asynq.Inspector).
 type TaskFinder interface {
 	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
 }
 
 // ReconcilerConfig configures a Reconciler.
@@ -60,7 +63,10 @@ func NewReconciler(store ReconcileStore, queue Queue, tasks TaskFinder, reg *Reg
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}
 }
 
-// Reconcile runs one pass and returns how many tasks it re-enqueued. A
+// Reconcile runs one pass and returns how many jobs it set going again or
+// ended: an unfinished job without a task is re-enqueued; one whose task
+// asynq archived is recorded failed with the task's last error when it
+// was running (its failure was not written), else re-enqueued. A
 // job is re-enqueued only when its record, read again after its task was
 // found missing (and Settle), has not changed since the scan: a job that
 // ran meanwhile was not lost.
@@ -69,15 +75,24 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var missing []tokenlysis.Job
+	var missing, archived []tokenlysis.Job
+	lastErr := map[string]string{} // of the archived tasks
 	for _, j := range jobs {
-		_, err := r.tasks.GetTaskInfo(r.registry.TaskQueue(j), j.ID)
-		if err == nil || !(errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) {
-			continue // the task is there (or Redis cannot tell now)
+		info, err := r.tasks.GetTaskInfo(r.registry.TaskQueue(j), j.ID)
+		switch {
+		case err == nil && info.State == asynq.TaskStateArchived:
+			// asynq gave the task up while the job is unfinished: the
+			// last failure was not recorded (database down), or retries
+			// ran out on starts that could not be written.
+			archived = append(archived, j)
+			lastErr[j.ID] = cmp.Or(strings.TrimSuffix(info.LastErr, ": "+asynq.SkipRetry.Error()), "the task was archived by asynq")
+		case err == nil, !(errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)):
+			// the task is there (or Redis cannot tell now)
+		default:
+			missing = append(missing, j)
 		}
-		missing = append(missing, j)
 	}
-	if len(missing) > 0 && r.cfg.Settle > 0 {
+	if len(missing)+len(archived) > 0 && r.cfg.Settle > 0 {
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
@@ -85,6 +100,27 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 		}
 	}
 	n := 0
+	for _, j := range archived {
+		cur, err := r.store.FindJob(ctx, j.ID)
+		if err != nil || cur.Status.Terminal() || cur.LastSeq != j.LastSeq {
+			continue // gone, or it moved on
+		}
+		if cur.Status == tokenlysis.JobRunning {
+			// Its last attempt failed and asynq archived the task, but the
+			// failure was not written: write it now.
+			if _, err := r.store.Fail(ctx, j.ID, lastErr[j.ID]); err == nil {
+				r.log.Warn("job: recorded the failure of a job whose task asynq archived", "job_id", j.ID, "job_type", j.Type, "err", lastErr[j.ID])
+				n++
+			}
+			continue
+		}
+		// Queued or retrying: its attempts did not run (their starts were
+		// refused); it is run again with what it has left.
+		if err := r.tasks.DeleteTask(r.registry.TaskQueue(j), j.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return n, err
+		}
+		missing = append(missing, j)
+	}
 	for _, j := range missing {
 		cur, err := r.store.FindJob(ctx, j.ID)
 		if tokenlysis.ErrorCode(err) == tokenlysis.ENOTFOUND {

@@ -26,7 +26,8 @@ type RunStore interface {
 }
 
 // Observer is told how each attempt ended, for metrics and error tracking.
-// Outcome is one of "succeeded", "retrying", "failed", "canceled". A
+// Outcome is one of "succeeded", "retrying", "failed", "canceled",
+// "interrupted" (asynq took the task back: worker shutdown, lost lease). A
 // success is usually told by the goroutine that committed it, before the
 // next commit: AttemptDone must not block.
 type Observer interface {
@@ -173,6 +174,15 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		log := r.log.With("job_id", id, "job_type", t.Type(), "attempt", retried+1)
 		bg := context.WithoutCancel(ctx)
+		// Every attempt counts until its writes are done (Wait): asynq's
+		// Shutdown returns at its timeout with handlers still running.
+		r.ending.Add(1)
+		handedOff := false // the success's commit calls Done
+		defer func() {
+			if !handedOff {
+				r.ending.Done()
+			}
+		}()
 
 		rn := &run{id: id, store: r.store}
 		started := func() error { return nil }
@@ -202,7 +212,7 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			// not is looked into by a goroutine of its own, off the
 			// committing one.
 			jobType := t.Type()
-			r.ending.Add(1)
+			handedOff = true
 			rn.mu.Lock()
 			rn.queue(r.store.SucceedAsync(bg, id, rn.result, func(applied bool) {
 				if applied {
@@ -235,6 +245,16 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			log.Info("job: attempt ended after the job was taken over", "status", j.Status)
 			r.observe(t.Type(), "canceled", nil)
 			return nil
+		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// Not a cancel (that writes the row first, above): asynq took
+			// the task back. At the end of a worker's shutdown timeout it
+			// requeues it, and a lost lease makes asynq retry it itself.
+			// The attempt did not fail: nothing is recorded, and the job
+			// stays running for the next delivery, which starts it again.
+			log.Info("job: attempt interrupted (worker shutdown or lost lease); the task runs again", "err", err)
+			r.observe(t.Type(), "interrupted", err)
+			return err
 		}
 		msg := err.Error()
 		if retried >= maxRetry || errors.Is(err, asynq.SkipRetry) {
@@ -283,9 +303,10 @@ func (r *Runner) recordSuccess(jobType string, log *slog.Logger, rn *run, starte
 	}
 }
 
-// Wait returns once the successes of the attempts that have returned are
-// recorded (or refused). The worker calls it after asynq's Shutdown,
-// before it closes the store.
+// Wait returns once every attempt has ended and its writes are done: the
+// successes recorded (or refused) too. The worker calls it after asynq's
+// Shutdown, which returns at its timeout with handlers still running,
+// and before it closes the store.
 func (r *Runner) Wait() { r.ending.Wait() }
 
 // refusedStart reports whether an attempt must stop because its start was

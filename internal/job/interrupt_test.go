@@ -1,0 +1,117 @@
+package job_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/tokenlysis/tokenlysis/internal/database"
+	"github.com/tokenlysis/tokenlysis/internal/job"
+	"github.com/tokenlysis/tokenlysis/internal/redistest"
+	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
+	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
+)
+
+// startServer runs an asynq server of the test's own (with its own
+// shutdown timeout) with the Runner over store.
+func startServer(t *testing.T, store job.RunStore, shutdown time.Duration, handlers map[string]asynq.HandlerFunc) (*asynq.Server, *job.Runner) {
+	t.Helper()
+	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
+	srv := asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency: 4, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
+		LogLevel:       asynq.FatalLevel, ShutdownTimeout: shutdown,
+	})
+	mux := asynq.NewServeMux()
+	runner := job.NewRunner(store, job.RunnerConfig{})
+	mux.Use(runner.Middleware)
+	for typ, h := range handlers {
+		mux.Handle(typ, h)
+	}
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); runner.Wait() })
+	return srv, runner
+}
+
+// A worker's shutdown timeout ends an attempt (its last one: max_retry 0)
+// whose handler stops when its context is canceled: asynq requeues the
+// task, so the attempt must not be recorded as failed. Before, the job
+// ended failed with "context canceled", and the next worker dropped the
+// requeued task of a finished job. Found by a review helper.
+func TestShutdownHandsTheLastAttemptOn(t *testing.T) {
+	started := make(chan struct{}, 4)
+	h := func(ctx context.Context, _ *asynq.Task) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	tb := setup(t, database.SQLite, map[string]asynq.HandlerFunc{"t:long": h})
+	tb.srv.Shutdown()
+	srv, runner := startServer(t, tb.store, 300*time.Millisecond, map[string]asynq.HandlerFunc{"t:long": h})
+	zero := 0
+	j, _, err := tb.svc.Submit(context.Background(), tb.user, job.SubmitRequest{Type: "t:long", Params: json.RawMessage(`{}`), MaxRetry: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+	srv.Shutdown()
+	runner.Wait()
+	if got, _ := tb.store.FindJob(context.Background(), j.ID); got.Status != tokenlysis.JobRunning {
+		t.Fatalf("after the shutdown the job is %s (%q), want running: its task was requeued", got.Status, got.Error)
+	}
+	startServer(t, tb.store, time.Second, map[string]asynq.HandlerFunc{"t:long": func(context.Context, *asynq.Task) error { return nil }})
+	done := tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status.Terminal() })
+	if done.Status != tokenlysis.JobSucceeded {
+		t.Fatalf("job %s (%q) after a new worker, want succeeded; events %s", done.Status, done.Error, tb.kinds(t, j.ID))
+	}
+	if k := tb.kinds(t, j.ID); k != "queued,started,started,succeeded" {
+		t.Fatalf("events %s", k)
+	}
+}
+
+// failFails is a store whose Fail cannot be written (a database blip).
+type failFails struct{ *sqlstore.Store }
+
+func (s failFails) Fail(context.Context, string, string) (tokenlysis.JobEvent, error) {
+	return tokenlysis.JobEvent{}, tokenlysis.Errorf(tokenlysis.EUNAVAILABLE, "The database is unavailable.")
+}
+
+// The last attempt's failure cannot be written: asynq archives the task
+// and the job stays running. The reconciler, which counted an archived
+// task as present, left it so for good; it now records the failure with
+// the task's last error. Found by a review helper.
+func TestReconcilerEndsAJobWhoseTaskIsArchived(t *testing.T) {
+	h := func(context.Context, *asynq.Task) error { return errors.New("boom") }
+	tb := setup(t, database.SQLite, map[string]asynq.HandlerFunc{"t:bad": h})
+	tb.srv.Shutdown()
+	startServer(t, failFails{tb.store}, time.Second, map[string]asynq.HandlerFunc{"t:bad": h})
+	zero := 0
+	j, _, err := tb.svc.Submit(context.Background(), tb.user, job.SubmitRequest{Type: "t:bad", Params: json.RawMessage(`{}`), MaxRetry: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err := tb.inspector.GetTaskInfo("default", j.ID); err == nil && info.State == asynq.TaskStateArchived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task was never archived")
+		}
+	}
+	if got, _ := tb.store.FindJob(context.Background(), j.ID); got.Status != tokenlysis.JobRunning {
+		t.Fatalf("before the reconciler: %s, want running", got.Status)
+	}
+	if _, err := tb.reconciler.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tb.store.FindJob(context.Background(), j.ID)
+	if got.Status != tokenlysis.JobFailed || got.Error != "boom" {
+		t.Fatalf("after the reconciler: %s %q, want failed \"boom\"", got.Status, got.Error)
+	}
+}
