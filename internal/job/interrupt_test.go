@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,5 +115,65 @@ func TestReconcilerEndsAJobWhoseTaskIsArchived(t *testing.T) {
 	got, _ := tb.store.FindJob(context.Background(), j.ID)
 	if got.Status != tokenlysis.JobFailed || got.Error != "boom" {
 		t.Fatalf("after the reconciler: %s %q, want failed \"boom\"", got.Status, got.Error)
+	}
+}
+
+// A canceled attempt whose handler does not stop at once (deaf to its
+// context, like a long CPU-bound step), then a retry of the job: when the
+// old attempt ends during the new run, its success, reports and failure
+// must not apply to the new run. Before, every write only checked that the
+// job was running, so the canceled run's success ended the retried one
+// with the old result while it was still running. Each attempt now holds
+// a run token (jobs.run_id) that its writes must match. Found by a review
+// helper.
+func TestAStaleAttemptCannotEndTheNextRun(t *testing.T) {
+	for _, d := range []database.Dialect{database.SQLite, database.Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			var calls atomic.Int32
+			release1, release2 := make(chan struct{}), make(chan struct{})
+			tb := setup(t, d, map[string]asynq.HandlerFunc{"t:deaf": func(ctx context.Context, _ *asynq.Task) error {
+				if calls.Add(1) == 1 {
+					<-release1
+					job.Report(ctx, 50, "old run", nil)
+					return job.SetResult(ctx, "old run")
+				}
+				<-release2
+				return job.SetResult(ctx, "new run")
+			}})
+			var once1, once2 sync.Once
+			free1, free2 := func() { once1.Do(func() { close(release1) }) }, func() { once2.Do(func() { close(release2) }) }
+			t.Cleanup(func() { free1(); free2() }) // before the server's shutdown, which waits for the handlers
+			j := tb.submit(t, "t:deaf")
+			tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+			if _, err := tb.svc.Cancel(context.Background(), tb.user, j.ID); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				_, err := tb.svc.Retry(context.Background(), tb.user, j.ID)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("retry: %v", err)
+				}
+			}
+			for calls.Load() < 2 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+			free1() // the canceled attempt ends now, while the retry runs
+			time.Sleep(300 * time.Millisecond)
+			if got, _ := tb.store.FindJob(context.Background(), j.ID); got.Status != tokenlysis.JobRunning {
+				t.Fatalf("while the retried run runs: job %s, result %s; events %s", got.Status, got.Result, tb.kinds(t, j.ID))
+			}
+			free2()
+			done := tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status.Terminal() })
+			if done.Status != tokenlysis.JobSucceeded || string(done.Result) != `"new run"` {
+				t.Fatalf("job %s result %s, want succeeded \"new run\"; events %s", done.Status, done.Result, tb.kinds(t, j.ID))
+			}
+			if k := tb.kinds(t, j.ID); k != "queued,started,canceled,queued,started,succeeded" {
+				t.Fatalf("events %s", k)
+			}
+		})
 	}
 }

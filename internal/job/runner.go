@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
@@ -173,6 +174,10 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		log := r.log.With("job_id", id, "job_type", t.Type(), "attempt", retried+1)
+		// The attempt's writes apply only while the job is this attempt's:
+		// one that goes on after its job was canceled and retried, or
+		// after its task was delivered again, changes nothing.
+		ctx = tokenlysis.WithAttempt(ctx, uuid.NewString())
 		bg := context.WithoutCancel(ctx)
 		// Every attempt counts until its writes are done (Wait): asynq's
 		// Shutdown returns at its timeout with handlers still running.

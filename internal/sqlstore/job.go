@@ -312,7 +312,7 @@ var (
 // another event.
 // Errors: ENOTFOUND; ECONFLICT when the job's status is not one k starts from.
 func (s *Store) transition(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent) (tokenlysis.JobEvent, error) {
-	w := &jobWrite{id: id, kind: k, args: args, ev: ev}
+	w := &jobWrite{id: id, kind: k, args: args, run: tokenlysis.AttemptFrom(ctx), ev: ev}
 	s.write(ctx, w)
 	return s.outcome(ctx, w)
 }
@@ -382,7 +382,7 @@ func (s *Store) StartAttemptAsync(ctx context.Context, id string) (wait func() (
 // what transition would have. then, when not nil, is told once the write
 // has been committed or refused whether it applied (see SucceedAsync).
 func (s *Store) transitionAsync(ctx context.Context, k *transitionKind, id string, args []any, ev tokenlysis.JobEvent, then func(applied bool)) (wait func() (tokenlysis.JobEvent, error)) {
-	w := &jobWrite{id: id, kind: k, args: args, ev: ev}
+	w := &jobWrite{id: id, kind: k, args: args, run: tokenlysis.AttemptFrom(ctx), ev: ev}
 	s.writes.Add(1)
 	var told func()
 	if then != nil {

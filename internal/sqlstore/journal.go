@@ -44,6 +44,26 @@ type transitionKind struct {
 	// readsRow: an expression reads the row (the job's values before the
 	// change), so the change cannot follow another in one UPDATE.
 	readsRow bool
+	// run: the kind uses its write's run token, {run} in sets and guard:
+	// start records it, the others apply only while it is the job's.
+	run bool
+	// guard is a condition on the row besides its status, or "".
+	guard string
+}
+
+// withRun returns k using the attempt's run token (jobWrite.run): start
+// records it (record), the others apply only while it is the job's, or
+// when they belong to no attempt (the empty token).
+func (k *transitionKind) withRun(record bool) *transitionKind {
+	c := *k
+	c.run = true
+	if record {
+		c.sets = append(append([]string(nil), k.sets...), "run_id = {run}")
+		c.set = strings.Join(c.sets, ", ")
+	} else {
+		c.guard = "({run} = '' OR jobs.run_id = {run})"
+	}
+	return &c
 }
 
 func newKind(name, op string, from []tokenlysis.JobStatus, to tokenlysis.JobStatus, args []string, sets ...string) *transitionKind {
@@ -61,17 +81,17 @@ func newKind(name, op string, from []tokenlysis.JobStatus, to tokenlysis.JobStat
 // PostgreSQL, no index of jobs covering a column that a kind changes.
 var (
 	kindStart = newKind("start", "start job", active, tokenlysis.JobRunning, nil,
-		`status = 'running'`, `attempts = jobs.attempts + 1`, `started_at = COALESCE(jobs.started_at, {now})`)
+		`status = 'running'`, `attempts = jobs.attempts + 1`, `started_at = COALESCE(jobs.started_at, {now})`).withRun(true)
 	kindProgress = newKind("progress", "report progress", running, "", []string{"integer", "text"},
-		`percent = {a1}`, `message = {a2}`)
+		`percent = {a1}`, `message = {a2}`).withRun(false)
 	kindRetrying = newKind("retrying", "mark job retrying", running, tokenlysis.JobRetrying, []string{"text"},
-		`status = 'retrying'`, `error = {a1}`)
+		`status = 'retrying'`, `error = {a1}`).withRun(false)
 	kindSucceed = newKind("succeed", "finish job", running, tokenlysis.JobSucceeded, []string{"jsonb"},
-		`status = 'succeeded'`, `percent = 100`, `error = ''`, `result = {a1}`, `finished_at = {now}`, `active_dedupe_key = NULL`)
-	kindFail = newKind("fail", "fail job", running, tokenlysis.JobFailed, []string{"text"},
-		`status = 'failed'`, `error = {a1}`, `finished_at = {now}`, `active_dedupe_key = NULL`)
+		`status = 'succeeded'`, `percent = 100`, `error = ''`, `result = {a1}`, `finished_at = {now}`, `active_dedupe_key = NULL`).withRun(false)
+	failSets       = []string{`status = 'failed'`, `error = {a1}`, `finished_at = {now}`, `active_dedupe_key = NULL`}
+	kindFail       = newKind("fail", "fail job", running, tokenlysis.JobFailed, []string{"text"}, failSets...).withRun(false)
 	kindFailQueued = newKind("fail-queued", "fail job", []tokenlysis.JobStatus{tokenlysis.JobQueued}, tokenlysis.JobFailed, []string{"text"},
-		kindFail.sets...)
+		failSets...)
 	kindCancel = newKind("cancel", "cancel job", active, tokenlysis.JobCanceled, nil,
 		`status = 'canceled'`, `finished_at = {now}`, `active_dedupe_key = NULL`)
 	kindRequeue = newKind("requeue", "requeue job", []tokenlysis.JobStatus{tokenlysis.JobFailed, tokenlysis.JobCanceled}, tokenlysis.JobQueued, nil,
@@ -94,7 +114,8 @@ type jobWrite struct {
 
 	id   string
 	kind *transitionKind
-	args []any // the kind's own values
+	args []any  // the kind's own values
+	run  string // the attempt's run token (tokenlysis.AttemptFrom), for a run kind
 	ev   tokenlysis.JobEvent
 
 	// The outcome. applied is false when the write changed nothing: a

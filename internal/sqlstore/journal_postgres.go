@@ -121,6 +121,12 @@ func (c chain) accepts(w *jobWrite) bool {
 	if len(c) >= maxChain || c[0].create != nil || w.kind.readsRow {
 		return false
 	}
+	// Only the first write's guard is checked, and it decides for the
+	// whole chain: where a guard is involved, every write must be of the
+	// same attempt, so that the writes one by one would all apply or none.
+	if (w.kind.guard != "" || c[0].kind.guard != "") && (!w.kind.run || !c[0].kind.run || w.run != c[0].run) {
+		return false
+	}
 	st, ok := c.leaves()
 	return ok && slices.Contains(w.kind.from, st)
 }
@@ -211,6 +217,9 @@ func (c chain) statement(now time.Time) (string, []any) {
 	return st.sql, args
 }
 
+// runField is the valueRef field of a write's run token.
+const runField = -1
+
 // key names the chain's sequence of kinds ("start,progress,succeed").
 func (c chain) key() string {
 	if c[0].create != nil {
@@ -228,6 +237,8 @@ func (c chain) key() string {
 func (c chain) value(p valueRef) any {
 	w := c[p.w]
 	switch p.f {
+	case runField:
+		return w.run
 	case 0:
 		return string(w.ev.Kind)
 	case 1:
@@ -264,6 +275,7 @@ func (c chain) build() *chainStatement {
 		return n + "::" + typ
 	}
 	sets := c.sets(param)
+	guard := c.guard(param)
 	events := make([]string, len(c))
 	for i := range c {
 		events[i] = "(" + strconv.Itoa(len(c)-1-i) + ", " + param(valueRef{i, 0}, "text") + ", " +
@@ -271,13 +283,25 @@ func (c chain) build() *chainStatement {
 	}
 	st.sql = `WITH u AS (
 		UPDATE jobs SET last_seq = jobs.last_seq + ` + strconv.Itoa(len(c)) + `, updated_at = $1::timestamptz, ` + strings.Join(sets, ", ") + `
-		WHERE jobs.id = $2::text AND jobs.status IN (` + c[0].kind.statusList() + `)
+		WHERE jobs.id = $2::text AND jobs.status IN (` + c[0].kind.statusList() + `)` + guard + `
 		RETURNING jobs.id, jobs.last_seq)
 	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
 	SELECT u.id, u.last_seq - e.back, e.kind, e.percent, e.message, e.data, $1::timestamptz
 	FROM u, (VALUES ` + strings.Join(events, ", ") + `) AS e(back, kind, percent, message, data)
 	RETURNING job_id, seq`
 	return st
+}
+
+// guard is the condition of the chain's first write besides its status
+// (" AND …", or ""), with its values as param returns them. The chain's
+// later writes hold the same run token (accepts), so their guards, which
+// would read the row the first one changed, are implied.
+func (c chain) guard(param func(ref valueRef, typ string) string) string {
+	k := c[0].kind
+	if k.guard == "" {
+		return ""
+	}
+	return " AND " + strings.ReplaceAll(k.guard, "{run}", param(valueRef{0, runField}, "text"))
 }
 
 // sets is the SET list of the chain's UPDATE: each column set to the value
@@ -305,6 +329,9 @@ func (c chain) sets(param func(ref valueRef, typ string) string) []string {
 					if ph := "{a" + strconv.Itoa(a+1) + "}"; strings.Contains(expr, ph) {
 						expr = strings.ReplaceAll(expr, ph, param(valueRef{last[col], 4 + a}, t))
 					}
+				}
+				if strings.Contains(expr, "{run}") {
+					expr = strings.ReplaceAll(expr, "{run}", param(valueRef{last[col], runField}, "text"))
 				}
 				sets[i] = col + " = " + expr
 			}
@@ -464,7 +491,9 @@ func (c chain) buildArray() *chainStatement {
 		}
 		return col
 	}
-	sets := c.sets(func(ref valueRef, typ string) string { return column("v", param(ref, typ), typ) })
+	vparam := func(ref valueRef, typ string) string { return column("v", param(ref, typ), typ) }
+	sets := c.sets(vparam)
+	guard := c.guard(vparam)
 	var returned []string
 	events := make([]string, len(c))
 	for i := range c {
@@ -488,7 +517,7 @@ func (c chain) buildArray() *chainStatement {
 	st.sql = `WITH u AS (
 		UPDATE jobs SET last_seq = jobs.last_seq + ` + strconv.Itoa(len(c)) + `, updated_at = $1::timestamptz, ` + strings.Join(sets, ", ") + `
 		FROM unnest(` + strings.Join(arrays, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
-		WHERE jobs.id = v.job AND jobs.status IN (` + c[0].kind.statusList() + `)
+		WHERE jobs.id = v.job AND jobs.status IN (` + c[0].kind.statusList() + `)` + guard + `
 		RETURNING jobs.id, jobs.last_seq, ` + strings.Join(returned, ", ") + `)
 	INSERT INTO job_events (job_id, seq, kind, percent, message, data, created_at)
 	SELECT u.id, u.last_seq - e.back, e.kind, e.percent, e.message, e.data, $1::timestamptz

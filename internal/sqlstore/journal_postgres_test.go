@@ -17,6 +17,7 @@ import (
 
 // w and create are writes of the given job for the chain tests.
 func w(id string, k *transitionKind) *jobWrite { return &jobWrite{id: id, kind: k} }
+func run(w *jobWrite, token string) *jobWrite  { w.run = token; return w }
 func create(id string) *jobWrite               { return &jobWrite{create: &tokenlysis.Job{ID: id}} }
 
 func TestChains(t *testing.T) {
@@ -56,7 +57,10 @@ func TestChains(t *testing.T) {
 			"a:requeue a:start+progress"},
 		{"a kind whose starting status is not left by the chain starts its own",
 			[]*jobWrite{w("a", kindRetrying), w("a", kindProgress), w("a", kindCancel), w("a", kindFail)},
-			"a:retrying a:progress+cancel a:fail"},
+			"a:retrying a:progress a:cancel a:fail"}, // progress is guarded (its run), cancel is no attempt's: apart
+		{"writes of two attempts do not merge, nor guarded writes with others",
+			[]*jobWrite{run(w("a", kindStart), "T1"), run(w("a", kindProgress), "T1"), run(w("a", kindProgress), "T2"), run(w("a", kindSucceed), "T2"), w("a", kindCancel)},
+			"a:start+progress a:progress+succeed a:cancel"},
 		{"a write joins only the job's latest statement",
 			[]*jobWrite{w("a", kindStart), w("a", kindRequeue), w("a", kindProgress)},
 			"a:start a:requeue a:progress"},
@@ -85,10 +89,11 @@ func TestChainSQL(t *testing.T) {
 		"last_seq = jobs.last_seq + 3",
 		"attempts = jobs.attempts + 1",
 		"percent = 100",                                    // the success's, not the progress's
-		"message = $3::text",                               // the progress's message
-		"result = $4::text::jsonb",                         // the success's result
+		"run_id = $3::text",                                // the start's run token
+		"message = $4::text",                               // the progress's message
+		"result = $5::text::jsonb",                         // the success's result
 		"jobs.status IN ('queued', 'running', 'retrying')", // where the start applies
-		"(2, $5::text", "(1, $9::text", "(0, $13::text",
+		"(2, $6::text", "(1, $10::text", "(0, $14::text",
 	} {
 		if !strings.Contains(q, want) {
 			t.Errorf("chain SQL lacks %q:\n%s", want, q)
@@ -103,8 +108,14 @@ func TestChainSQL(t *testing.T) {
 			t.Errorf("$%d is sent but not used:\n%s", i+1, q)
 		}
 	}
-	if len(args) != 16 || args[2] != "almost" || *args[3].(*string) != `{"n":1}` || args[9] != int32(40) {
+	if len(args) != 17 || args[2] != "" || args[3] != "almost" || *args[4].(*string) != `{"n":1}` || args[10] != int32(40) {
 		t.Errorf("args = %v", args)
+	}
+	// A chain that an attempt's report begins applies only while the job
+	// is that attempt's, or when the report belongs to no attempt.
+	q, args = chain{{id: "a", kind: kindProgress, args: []any{40, "almost"}, run: "T1"}}.statement(time.Now())
+	if !strings.Contains(q, "AND ($5::text = '' OR jobs.run_id = $5::text)") || args[4] != "T1" {
+		t.Errorf("guard of a report's chain:\n%s\nargs %v", q, args)
 	}
 }
 

@@ -163,11 +163,20 @@ func (s *Store) createJobsSQLite(ctx context.Context, tx *sql.Tx, ws []*jobWrite
 // events follow with the wave's.
 func (s *Store) transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time, k *transitionKind, ws []*jobWrite) error {
 	// ?1 is now; the values' columns are column1 (id), column2...
-	set := strings.ReplaceAll(k.set, "{now}", "?1")
+	set, guard := strings.ReplaceAll(k.set, "{now}", "?1"), ""
+	if k.guard != "" {
+		guard = " AND " + k.guard
+	}
 	for i := range k.args {
 		set = strings.ReplaceAll(set, "{a"+strconv.Itoa(i+1)+"}", "v.column"+strconv.Itoa(i+2))
 	}
-	row := "(" + strings.Repeat("?, ", len(k.args)) + "?)"
+	cols := len(k.args)
+	if k.run { // the run token, after the args
+		cols++
+		run := "v.column" + strconv.Itoa(cols+1)
+		set, guard = strings.ReplaceAll(set, "{run}", run), strings.ReplaceAll(guard, "{run}", run)
+	}
+	row := "(" + strings.Repeat("?, ", cols) + "?)"
 	// The plan must be the values, each finding its job by primary key.
 	// The unary + kept SQLite from driving the update by the status index
 	// (every queued job, each joined to the values); 003_hot_jobs dropped
@@ -175,7 +184,7 @@ func (s *Store) transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time,
 	for chunk := range chunks(ws, sqliteRows) {
 		var b strings.Builder
 		b.WriteString(`UPDATE jobs SET last_seq = jobs.last_seq + 1, updated_at = ?1, ` + set + ` FROM (VALUES `)
-		args := make([]any, 1, 1+len(chunk)*(1+len(k.args)))
+		args := make([]any, 1, 1+len(chunk)*(1+cols))
 		args[0] = now
 		for i, w := range chunk {
 			if i > 0 {
@@ -190,8 +199,11 @@ func (s *Store) transitionSQLite(ctx context.Context, tx *sql.Tx, now time.Time,
 				}
 				args = append(args, v)
 			}
+			if k.run {
+				args = append(args, w.run)
+			}
 		}
-		b.WriteString(`) AS v WHERE jobs.id = v.column1 AND +jobs.status IN (` + k.statusList() + `) RETURNING id, last_seq`)
+		b.WriteString(`) AS v WHERE jobs.id = v.column1 AND +jobs.status IN (` + k.statusList() + `)` + guard + ` RETURNING id, last_seq`)
 		if err := s.queryApplied(ctx, tx, chunk, b.String(), args...); err != nil {
 			return err
 		}
