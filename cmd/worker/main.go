@@ -145,6 +145,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	log.Info("worker: shutting down")
 	stopHouse()
 	house.Wait()
+	runner.Stopping()
 	srv.Shutdown() // waits for running tasks up to ShutdownTimeout, then requeues them
 	// The attempts' writes (successes still being recorded), and handlers
 	// that went on past the timeout, for a little longer.

@@ -62,6 +62,7 @@ func TestShutdownHandsTheLastAttemptOn(t *testing.T) {
 	}
 	<-started
 	tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+	runner.Stopping()
 	srv.Shutdown()
 	runner.Wait()
 	if got, _ := tb.store.FindJob(context.Background(), j.ID); got.Status != tokenlysis.JobRunning {
@@ -175,5 +176,41 @@ func TestAStaleAttemptCannotEndTheNextRun(t *testing.T) {
 				t.Fatalf("events %s", k)
 			}
 		})
+	}
+}
+
+// A handler's context canceled while the worker is not stopping, and the
+// job not canceled (a late cancel of an earlier run, delivered by task ID
+// to this one), is an ordinary failed attempt: recorded retrying, and run
+// again. Only the worker's shutdown leaves an interrupted attempt
+// unrecorded.
+func TestACanceledContextOutsideShutdownIsAFailedAttempt(t *testing.T) {
+	var calls atomic.Int32
+	tb := setup(t, database.SQLite, map[string]asynq.HandlerFunc{"t:wait": func(ctx context.Context, _ *asynq.Task) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}})
+	j := tb.submit(t, "t:wait")
+	tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err := tb.inspector.GetTaskInfo("default", j.ID); err == nil && info.State == asynq.TaskStateActive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task never became active")
+		}
+	}
+	if err := tb.inspector.CancelProcessing(j.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status.Terminal() })
+	if done.Status != tokenlysis.JobSucceeded {
+		t.Fatalf("job %s (%q), want succeeded on its second attempt", done.Status, done.Error)
+	}
+	if k := tb.kinds(t, j.ID); k != "queued,started,retrying,started,succeeded" {
+		t.Fatalf("events %s, want the canceled context recorded as a failed attempt", k)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -28,7 +29,7 @@ type RunStore interface {
 
 // Observer is told how each attempt ended, for metrics and error tracking.
 // Outcome is one of "succeeded", "retrying", "failed", "canceled",
-// "interrupted" (asynq took the task back: worker shutdown, lost lease). A
+// "interrupted" (the worker's shutdown timeout: asynq requeued the task). A
 // success is usually told by the goroutine that committed it, before the
 // next commit: AttemptDone must not block.
 type Observer interface {
@@ -58,9 +59,17 @@ type Runner struct {
 	store RunStore
 	log   *slog.Logger
 	obs   Observer
-	// ending counts the successes still being recorded (Wait).
+	// ending counts the attempts still running or being recorded (Wait).
 	ending sync.WaitGroup
+	// stopping is set by Stopping, before the asynq server's Shutdown.
+	stopping atomic.Bool
 }
+
+// Stopping tells the Runner that the worker is shutting down: from now on
+// an attempt whose context is canceled (asynq requeues its task at the end
+// of the shutdown timeout) is not recorded as failed. The worker calls it
+// before asynq's Shutdown.
+func (r *Runner) Stopping() { r.stopping.Store(true) }
 
 // NewRunner returns a Runner.
 func NewRunner(store RunStore, cfg RunnerConfig) *Runner {
@@ -251,13 +260,13 @@ func (r *Runner) Middleware(next asynq.Handler) asynq.Handler {
 			r.observe(t.Type(), "canceled", nil)
 			return nil
 		}
-		if errors.Is(ctx.Err(), context.Canceled) {
-			// Not a cancel (that writes the row first, above): asynq took
-			// the task back. At the end of a worker's shutdown timeout it
-			// requeues it, and a lost lease makes asynq retry it itself.
-			// The attempt did not fail: nothing is recorded, and the job
-			// stays running for the next delivery, which starts it again.
-			log.Info("job: attempt interrupted (worker shutdown or lost lease); the task runs again", "err", err)
+		if r.stopping.Load() && errors.Is(ctx.Err(), context.Canceled) {
+			// Not a cancel (that writes the row first, above): the worker
+			// is stopping, and at the end of its shutdown timeout asynq
+			// requeues the task and cancels the handler. The attempt did
+			// not fail: nothing is recorded, and the job stays running for
+			// the next delivery, which starts it again.
+			log.Info("job: attempt interrupted by the worker's shutdown; the task was requeued", "err", err)
 			r.observe(t.Type(), "interrupted", err)
 			return err
 		}

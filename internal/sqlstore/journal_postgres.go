@@ -121,6 +121,15 @@ func (c chain) accepts(w *jobWrite) bool {
 	if len(c) >= maxChain || c[0].create != nil || w.kind.readsRow {
 		return false
 	}
+	// The chain applies as a whole where its first write applies, so a
+	// later write must apply only where the first one does: from a subset
+	// of its statuses (a cancel after a refused requeue would otherwise be
+	// refused with it).
+	for _, st := range w.kind.from {
+		if !slices.Contains(c[0].kind.from, st) {
+			return false
+		}
+	}
 	// Only the first write's guard is checked, and it decides for the
 	// whole chain: where a guard is involved, every write must be of the
 	// same attempt, so that the writes one by one would all apply or none.

@@ -58,6 +58,9 @@ func TestChains(t *testing.T) {
 		{"a kind whose starting status is not left by the chain starts its own",
 			[]*jobWrite{w("a", kindRetrying), w("a", kindProgress), w("a", kindCancel), w("a", kindFail)},
 			"a:retrying a:progress a:cancel a:fail"}, // progress is guarded (its run), cancel is no attempt's: apart
+		{"a write that applies where the first one does not starts its own",
+			[]*jobWrite{w("a", kindRequeue), w("a", kindCancel), w("b", kindStart), w("b", kindRetrying), w("b", kindStart)},
+			"a:requeue a:cancel b:start+retrying b:start"},
 		{"writes of two attempts do not merge, nor guarded writes with others",
 			[]*jobWrite{run(w("a", kindStart), "T1"), run(w("a", kindProgress), "T1"), run(w("a", kindProgress), "T2"), run(w("a", kindSucceed), "T2"), w("a", kindCancel)},
 			"a:start+progress a:progress+succeed a:cancel"},
