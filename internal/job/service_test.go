@@ -33,24 +33,41 @@ func (h *hookedInspector) DeleteTask(queue, id string) error {
 	return h.Inspector.DeleteTask(queue, id)
 }
 
-// A retry that comes between a cancel's write and the cancel's delete of
-// the task makes a new task, which that delete then removes: the job was
-// left queued without a task until the reconciler's grace (a minute) was
-// over. The cancel now puts the task back.
-func TestRetryBetweenACancelsWriteAndItsDelete(t *testing.T) {
+// race is what the race tests build their services from: a fresh
+// database, the package's Redis index flushed, and one job type,
+// test:idle, that no worker runs.
+type race struct {
+	store     *sqlstore.Store
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	az        *authz.Enforcer
+	reg       *job.Registry
+}
+
+func newRace(t *testing.T) race {
+	t.Helper()
 	db := databasetest.New(t, database.SQLite)
 	rdb := redistest.Client(t, redisDB, "servicetest")
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	store := sqlstore.New(db, sqlstore.Config{})
 	az, _ := authz.New(authz.Config{})
 	reg, err := job.NewRegistry(job.Spec{Type: "test:idle", Permission: authz.JobsSubmit,
 		Validate: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, inspector := asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb)
+	return race{store: sqlstore.New(db, sqlstore.Config{}), client: asynq.NewClientFromRedisClient(rdb),
+		inspector: asynq.NewInspectorFromRedisClient(rdb), az: az, reg: reg}
+}
+
+// A retry that comes between a cancel's write and the cancel's delete of
+// the task makes a new task, which that delete then removes: the job was
+// left queued without a task until the reconciler's grace (a minute) was
+// over. The cancel now puts the task back.
+func TestRetryBetweenACancelsWriteAndItsDelete(t *testing.T) {
+	r := newRace(t)
+	store, client, inspector, az, reg := r.store, r.client, r.inspector, r.az, r.reg
 	plain := job.NewService(store, client, inspector, az, reg, job.ServiceConfig{})
 	hooked := &hookedInspector{Inspector: inspector}
 	racing := job.NewService(store, client, hooked, az, reg, job.ServiceConfig{})
@@ -106,19 +123,8 @@ func (h *hookedQueue) EnqueueContext(ctx context.Context, task *asynq.Task, opts
 // time the retry's own enqueue meets it (ErrTaskIDConflict). That task is
 // the retry's run: the retry succeeds, and the job is not failed.
 func TestRetryFindsItsTaskAlreadyRunning(t *testing.T) {
-	db := databasetest.New(t, database.SQLite)
-	rdb := redistest.Client(t, redisDB, "servicetest")
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
-	store := sqlstore.New(db, sqlstore.Config{})
-	az, _ := authz.New(authz.Config{})
-	reg, err := job.NewRegistry(job.Spec{Type: "test:idle", Permission: authz.JobsSubmit,
-		Validate: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, inspector := asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb)
+	r := newRace(t)
+	store, client, inspector, az, reg := r.store, r.client, r.inspector, r.az, r.reg
 	plain := job.NewService(store, client, inspector, az, reg, job.ServiceConfig{})
 	queue := &hookedQueue{Queue: client}
 	racing := job.NewService(store, queue, inspector, az, reg, job.ServiceConfig{})
