@@ -12,33 +12,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/tokenlysis/tokenlysis/internal/database"
 	"github.com/tokenlysis/tokenlysis/internal/job"
-	"github.com/tokenlysis/tokenlysis/internal/redistest"
 	"github.com/tokenlysis/tokenlysis/internal/sqlstore"
 	"github.com/tokenlysis/tokenlysis/internal/tokenlysis"
 )
-
-// startServer runs an asynq server of the test's own (with its own
-// shutdown timeout) with the Runner over store.
-func startServer(t *testing.T, store job.RunStore, shutdown time.Duration, handlers map[string]asynq.HandlerFunc) (*asynq.Server, *job.Runner) {
-	t.Helper()
-	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
-	srv := asynq.NewServer(redisOpt, asynq.Config{
-		Concurrency: 4, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
-		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
-		LogLevel:       asynq.FatalLevel, ShutdownTimeout: shutdown,
-	})
-	mux := asynq.NewServeMux()
-	runner := job.NewRunner(store, job.RunnerConfig{})
-	mux.Use(runner.Middleware)
-	for typ, h := range handlers {
-		mux.Handle(typ, h)
-	}
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); runner.Wait() })
-	return srv, runner
-}
 
 // A worker's shutdown timeout ends an attempt (its last one: max_retry 0)
 // whose handler stops when its context is canceled: asynq requeues the
@@ -54,7 +30,7 @@ func TestShutdownHandsTheLastAttemptOn(t *testing.T) {
 	}
 	tb := setup(t, database.SQLite, map[string]asynq.HandlerFunc{"t:long": h})
 	tb.srv.Shutdown()
-	srv, runner := startServer(t, tb.store, 300*time.Millisecond, map[string]asynq.HandlerFunc{"t:long": h})
+	srv, runner := startServer(t, tb.store, 300*time.Millisecond, job.RunnerConfig{}, map[string]asynq.HandlerFunc{"t:long": h})
 	zero := 0
 	j, _, err := tb.svc.Submit(context.Background(), tb.user, job.SubmitRequest{Type: "t:long", Params: json.RawMessage(`{}`), MaxRetry: &zero})
 	if err != nil {
@@ -68,7 +44,7 @@ func TestShutdownHandsTheLastAttemptOn(t *testing.T) {
 	if got, _ := tb.store.FindJob(context.Background(), j.ID); got.Status != tokenlysis.JobRunning {
 		t.Fatalf("after the shutdown the job is %s (%q), want running: its task was requeued", got.Status, got.Error)
 	}
-	startServer(t, tb.store, time.Second, map[string]asynq.HandlerFunc{"t:long": func(context.Context, *asynq.Task) error { return nil }})
+	startServer(t, tb.store, time.Second, job.RunnerConfig{}, map[string]asynq.HandlerFunc{"t:long": func(context.Context, *asynq.Task) error { return nil }})
 	done := tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status.Terminal() })
 	if done.Status != tokenlysis.JobSucceeded {
 		t.Fatalf("job %s (%q) after a new worker, want succeeded; events %s", done.Status, done.Error, tb.kinds(t, j.ID))
@@ -93,7 +69,7 @@ func TestReconcilerEndsAJobWhoseTaskIsArchived(t *testing.T) {
 	h := func(context.Context, *asynq.Task) error { return errors.New("boom") }
 	tb := setup(t, database.SQLite, map[string]asynq.HandlerFunc{"t:bad": h})
 	tb.srv.Shutdown()
-	startServer(t, failFails{tb.store}, time.Second, map[string]asynq.HandlerFunc{"t:bad": h})
+	startServer(t, failFails{tb.store}, time.Second, job.RunnerConfig{}, map[string]asynq.HandlerFunc{"t:bad": h})
 	zero := 0
 	j, _, err := tb.svc.Submit(context.Background(), tb.user, job.SubmitRequest{Type: "t:bad", Params: json.RawMessage(`{}`), MaxRetry: &zero})
 	if err != nil {

@@ -78,14 +78,25 @@ func setupWith(t *testing.T, d database.Dialect, cfg setupConfig, handlers map[s
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	svc := job.NewService(store, asynq.NewClientFromRedisClient(rdb), inspector, az, reg, job.ServiceConfig{})
 
+	srv, runner := startServer(t, store, 0, job.RunnerConfig{Observer: cfg.observer}, handlers)
+	// Grace < 0: every unfinished job is checked, however fresh.
+	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second, Settle: -1})
+	return testBundle{srv: srv, runner: runner, bus: bus, inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
+}
+
+// startServer runs an asynq server on the package's Redis index with a
+// Runner over store and the given handlers, stopped at the test's end.
+// shutdown is asynq's ShutdownTimeout (0: asynq's default).
+func startServer(t *testing.T, store job.RunStore, shutdown time.Duration, rcfg job.RunnerConfig, handlers map[string]asynq.HandlerFunc) (*asynq.Server, *job.Runner) {
+	t.Helper()
 	redisOpt, _ := asynq.ParseRedisURI(redistest.URL(t, redisDB))
 	srv := asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency: 4, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
-		LogLevel:       asynq.FatalLevel,
+		LogLevel:       asynq.FatalLevel, ShutdownTimeout: shutdown,
 	})
 	mux := asynq.NewServeMux()
-	runner := job.NewRunner(store, job.RunnerConfig{Observer: cfg.observer})
+	runner := job.NewRunner(store, rcfg)
 	mux.Use(runner.Middleware)
 	for typ, h := range handlers {
 		mux.Handle(typ, h)
@@ -94,9 +105,7 @@ func setupWith(t *testing.T, d database.Dialect, cfg setupConfig, handlers map[s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); runner.Wait() })
-	// Grace < 0: every unfinished job is checked, however fresh.
-	rec := job.NewReconciler(store, asynq.NewClientFromRedisClient(rdb), inspector, reg, job.ReconcilerConfig{Grace: -time.Second, Settle: -1})
-	return testBundle{srv: srv, runner: runner, bus: bus, inspector: inspector, svc: svc, store: store, user: auth.Principal{Subject: "tester", Roles: []string{"user"}}, reconciler: rec}
+	return srv, runner
 }
 
 // sameJSON reports whether a and b hold the same JSON value (PostgreSQL
