@@ -108,7 +108,8 @@ func TestAStaleAttemptCannotEndTheNextRun(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			var calls atomic.Int32
 			release1, release2 := make(chan struct{}), make(chan struct{})
-			tb := setup(t, d, map[string]asynq.HandlerFunc{"t:deaf": func(ctx context.Context, _ *asynq.Task) error {
+			obs := &outcomes{}
+			tb := setupWith(t, d, setupConfig{observer: obs}, map[string]asynq.HandlerFunc{"t:deaf": func(ctx context.Context, _ *asynq.Task) error {
 				if calls.Add(1) == 1 {
 					<-release1
 					job.Report(ctx, 50, "old run", nil)
@@ -139,7 +140,13 @@ func TestAStaleAttemptCannotEndTheNextRun(t *testing.T) {
 			}
 			tb.waitFor(t, j.ID, func(j tokenlysis.Job) bool { return j.Status == tokenlysis.JobRunning })
 			free1() // the canceled attempt ends now, while the retry runs
-			time.Sleep(300 * time.Millisecond)
+			// Its end is the first the Runner observes (the retry's handler
+			// is held): wait for it, its writes refused or applied.
+			for deadline := time.Now().Add(10 * time.Second); len(obs.list()) == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the canceled attempt never ended")
+				}
+			}
 			if got, _ := tb.store.FindJob(context.Background(), j.ID); got.Status != tokenlysis.JobRunning {
 				t.Fatalf("while the retried run runs: job %s, result %s; events %s", got.Status, got.Result, tb.kinds(t, j.ID))
 			}
